@@ -1,0 +1,50 @@
+"""Every error answer goes through here: a status, a reason a client tool can print."""
+
+from __future__ import annotations
+
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+
+
+class _ErrorResource(Resource):
+    isLeaf = True
+
+    def __init__(self, code: int, reason: str, headers: dict[str, str]) -> None:
+        super().__init__()
+        self._code = code
+        self._reason = reason
+        self._headers = headers
+
+    def render(self, request: IRequest) -> bytes:
+        # twine and pip print the status line's phrase, so the reason goes there too.
+        phrase = self._reason.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" ")
+        request.setResponseCode(self._code, phrase[:200])
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        for name, value in self._headers.items():
+            request.setHeader(name.encode(), value.encode())
+        body = f"{self._code} {self._reason}\n".encode()
+        if request.method == b"HEAD":
+            request.setHeader(b"content-length", b"%d" % len(body))
+            return b""
+        return body
+
+    def getChild(self, path: bytes, request: IRequest) -> IResource:
+        return self
+
+
+def error_page(code: int, reason: str, headers: dict[str, str] | None = None) -> IResource:
+    """A resource answering every request with ``code`` and ``reason``."""
+    return _ErrorResource(code, reason, headers or {})
+
+
+def not_found(reason: str = "Not Found") -> IResource:
+    return error_page(404, reason)
+
+
+def bad_request(reason: str) -> IResource:
+    return error_page(400, reason)
+
+
+def forbidden(reason: str = "Forbidden") -> IResource:
+    return error_page(403, reason)

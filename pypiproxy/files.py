@@ -1,0 +1,443 @@
+"""File cache: content-addressed store, one download per file fanned out to every client.
+
+A download is written to a temporary file while its hash is computed; clients read that
+growing file at their own pace (so memory does not grow with the file or with slow
+clients) but never its last byte until the hash has been checked and the file renamed
+into the cache. A broken or mismatched download aborts every client reading it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
+
+from .simple import FileEntry
+from .stats import Stats
+from .upstream import UpstreamClient, UpstreamError
+
+log = Logger()
+
+KEY = re.compile(r"^(?:[0-9a-f]{64}|u[0-9a-f]{63})$")
+CHUNK = 256 * 1024
+# Bytes of a download held back from clients until its hash is known to be right.
+HOLDBACK = 1
+
+
+def cache_key(entry: FileEntry) -> str:
+    """The file's name in the store: its sha256, or for an index without one, its URL's."""
+    sha256 = entry.sha256
+    if sha256 and KEY.match(sha256):
+        return sha256
+    return "u" + hashlib.sha256(entry.url.encode()).hexdigest()[:63]
+
+
+class HashMismatch(UpstreamError):
+    """The downloaded bytes are not the ones the index promised."""
+
+
+class FileStore:
+    """Plain files with atomic renames: ``files/ab/<key>``, temporaries in ``tmp/``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files = directory / "files"
+        self._tmp_root = directory / "tmp"
+        # One temporary folder per process, so processes sharing the directory never
+        # remove each other's downloads in progress.
+        self.tmp = self._tmp_root / f"{socket.gethostname()}.{os.getpid()}"
+        self.files.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.files / key[:2] / key
+
+    def metadata_path(self, key: str) -> Path:
+        return self.files / key[:2] / f"{key}.metadata"
+
+    def size(self, key: str) -> int | None:
+        """The cached file's size, or ``None`` if it is not in the cache."""
+        try:
+            return self.path(key).stat().st_size
+        except OSError:
+            return None
+
+    def temporary(self, key: str) -> Path:
+        return self.tmp / f"{key}.{os.urandom(4).hex()}.part"
+
+    def commit(self, temporary: Path, final: Path) -> None:
+        """Make a finished temporary file visible under its final name (in a thread)."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, final)
+
+    def write(self, final: Path, data: bytes) -> None:
+        """Write a small file atomically."""
+        temporary = self.temporary(final.name)
+        with open(temporary, "wb") as f:
+            f.write(data)
+        self.commit(temporary, final)
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove temporaries of processes on this host that no longer run (crashed)."""
+        removed = []
+        host = socket.gethostname()
+        for folder in self._tmp_root.iterdir():
+            if folder == self.tmp:
+                continue
+            owner, _, pid = folder.name.rpartition(".")
+            stale = time.time() - folder.stat().st_mtime > 86400
+            if stale or (owner == host and not _alive(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        return removed
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Source(Protocol):
+    """What a FileProducer reads: a file on disk and how much of it may be sent."""
+
+    path: Path
+    length: int | None
+
+    def open(self) -> BinaryIO: ...
+    def available(self) -> int: ...
+    def finished(self) -> bool: ...
+    def failed(self) -> bool: ...
+    def subscribe(self, producer: "FileProducer") -> None: ...
+    def unsubscribe(self, producer: "FileProducer") -> None: ...
+
+
+@dataclass
+class CachedFile:
+    """A complete, verified file: everything is available at once."""
+
+    path: Path
+    length: int
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+    def available(self) -> int:
+        return self.length
+
+    def finished(self) -> bool:
+        return True
+
+    def failed(self) -> bool:
+        return False
+
+    def subscribe(self, producer: "FileProducer") -> None:
+        pass
+
+    def unsubscribe(self, producer: "FileProducer") -> None:
+        pass
+
+
+class Download:
+    """One upstream fetch of one file, written to a temporary file that clients read."""
+
+    def __init__(self, key: str, entry: FileEntry, store: FileStore, stats: Stats) -> None:
+        self.key = key
+        self.entry = entry
+        self.path = store.temporary(key)
+        self.length: int | None = entry.size
+        self.written = 0
+        self._store = store
+        self._stats = stats
+        self._file = open(self.path, "wb", buffering=0)
+        self._hash = hashlib.sha256()
+        self._others = {
+            name: hashlib.new(name)
+            for name in entry.hashes
+            if name != "sha256" and name in hashlib.algorithms_available
+        }
+        self._state = "starting"
+        self._producers: set[FileProducer] = set()
+        self._started: list[defer.Deferred] = []
+        self._done: list[defer.Deferred] = []
+
+    # For FileProducer ----------------------------------------------------------------
+
+    def open(self) -> BinaryIO:
+        try:
+            return open(self.path, "rb")
+        except FileNotFoundError:
+            # Renamed into the cache between our look at the path and the open.
+            return open(self._store.path(self.key), "rb")
+
+    def available(self) -> int:
+        return self.written if self._state == "done" else max(0, self.written - HOLDBACK)
+
+    def finished(self) -> bool:
+        return self._state == "done"
+
+    def failed(self) -> bool:
+        return self._state == "failed"
+
+    def subscribe(self, producer: "FileProducer") -> None:
+        self._producers.add(producer)
+
+    def unsubscribe(self, producer: "FileProducer") -> None:
+        self._producers.discard(producer)
+
+    # For FileCache -------------------------------------------------------------------
+
+    def when_started(self) -> defer.Deferred["Download"]:
+        """Fires once the upstream has answered 200 (so a length may be known)."""
+        d: defer.Deferred[Download] = defer.Deferred()
+        if self._state == "failed":
+            d.errback(self._failure)
+        elif self._state != "starting":
+            d.callback(self)
+        else:
+            self._started.append(d)
+        return d
+
+    def when_done(self) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+        if self._state == "done":
+            d.callback(None)
+        elif self._state == "failed":
+            d.errback(self._failure)
+        else:
+            self._done.append(d)
+        return d
+
+    async def run(self, client: UpstreamClient) -> None:
+        try:
+            response = await client.get(self.entry.url)
+            if response.code != 200:
+                response.abort()
+                raise UpstreamError(f"upstream answered {response.code} for {self.entry.filename}")
+            if response.length is not None:
+                self.length = response.length
+            self._state = "streaming"
+            for d in self._started:
+                d.callback(self)
+            self._started.clear()
+            await response.stream(self._write)
+            self._verify()
+            self._file.close()
+            await threads.deferToThread(self._store.commit, self.path, self._store.path(self.key))
+        except Exception as e:
+            self._fail(Failure(e if isinstance(e, UpstreamError) else UpstreamError(str(e))))
+            return
+        self.path = self._store.path(self.key)
+        self._state = "done"
+        log.info(
+            "cached {filename} ({bytes} bytes, sha256 {sha256})",
+            filename=self.entry.filename,
+            bytes=self.written,
+            sha256=self._hash.hexdigest(),
+        )
+        self._notify()
+        for d in self._done:
+            d.callback(None)
+        self._done.clear()
+
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        for other in self._others.values():
+            other.update(data)
+        self.written += len(data)
+        self._stats.incr("bytes_fetched", len(data))
+        self._notify()
+
+    def _verify(self) -> None:
+        if self.length is not None and self.written != self.length:
+            raise UpstreamError(f"{self.entry.filename}: got {self.written} of {self.length} bytes")
+        expected = dict(self.entry.hashes)
+        if not self.key.startswith("u"):
+            expected["sha256"] = self.key
+        actual = {name: h.hexdigest() for name, h in self._others.items()}
+        actual["sha256"] = self._hash.hexdigest()
+        for name, digest in expected.items():
+            if name in actual and actual[name] != digest:
+                self._stats.incr("hash_mismatches")
+                raise HashMismatch(
+                    f"{self.entry.filename}: {name} is {actual[name]}, the index says {digest}"
+                )
+
+    def _fail(self, failure: Failure) -> None:
+        self._state = "failed"
+        self._failure = failure
+        self._stats.incr("upstream_errors")
+        log.warn(
+            "download of {filename} failed: {error}",
+            filename=self.entry.filename,
+            error=failure.getErrorMessage(),
+        )
+        self._file.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        # Readers hold the file open; they abort rather than read it to the end.
+        self._notify()
+        for d in self._started + self._done:
+            d.errback(failure)
+        self._started.clear()
+        self._done.clear()
+
+    def _notify(self) -> None:
+        for producer in list(self._producers):
+            producer.progress()
+
+
+class FileCache:
+    """Answers "where do I read this file from": the store, or the one download of it."""
+
+    def __init__(self, store: FileStore, client: UpstreamClient | None, stats: Stats) -> None:
+        self.store = store
+        self._client = client
+        self._stats = stats
+        self._downloads: dict[str, Download] = {}
+
+    def cached(self, key: str) -> CachedFile | None:
+        size = self.store.size(key)
+        return CachedFile(self.store.path(key), size) if size is not None else None
+
+    async def fetch(self, key: str, entry: FileEntry) -> Source:
+        """The file from the cache, or a download of it (joined if one is running)."""
+        found = self.cached(key)
+        if found is not None:
+            self._stats.incr("cache_hits")
+            return found
+        download = self._downloads.get(key)
+        if download is None:
+            if self._client is None:
+                raise UpstreamError("offline, and the file is not cached")
+            self._stats.incr("cache_misses")
+            download = self._downloads[key] = Download(key, entry, self.store, self._stats)
+            finished = defer.ensureDeferred(download.run(self._client))
+            finished.addBoth(lambda _: self._downloads.pop(key, None))
+        else:
+            self._stats.incr("download_joins")
+        return await download.when_started()
+
+    async def metadata(self, key: str, entry: FileEntry) -> bytes | None:
+        """PEP 658 metadata of a file, from the cache or the upstream (``None``: there is none)."""
+        path = self.store.metadata_path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        if not entry.core_metadata or self._client is None:
+            return None
+        response = await self._client.get(entry.url + ".metadata")
+        if response.code == 404:
+            response.abort()
+            return None
+        if response.code != 200:
+            response.abort()
+            raise UpstreamError(f"upstream answered {response.code} for {entry.filename}.metadata")
+        data = await response.content()
+        if isinstance(entry.core_metadata, dict):
+            for name, digest in entry.core_metadata.items():
+                if name in hashlib.algorithms_available and hashlib.new(name, data).hexdigest() != digest:
+                    self._stats.incr("hash_mismatches")
+                    raise HashMismatch(f"{entry.filename}.metadata: {name} does not match the index")
+        await threads.deferToThread(self.store.write, path, data)
+        return data
+
+
+@implementer(IPushProducer)
+class FileProducer:
+    """Sends ``[start, end)`` of a source to a request, as fast as the client takes it.
+
+    The same producer serves a cached file and a file still being downloaded: it reads
+    what the source says is available, and waits for ``progress()`` when it has caught up.
+    """
+
+    def __init__(self, request, source: Source, start: int, end: int | None, stats: Stats) -> None:
+        self._request = request
+        self._source = source
+        self._offset = start
+        self._end = end
+        self._stats = stats
+        self._paused = False
+        self._stopped = False
+        self._file = source.open()
+        self._file.seek(start)
+
+    def start(self) -> None:
+        self._source.subscribe(self)
+        self._request.registerProducer(self, True)
+        self._request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self._pump()
+
+    def progress(self) -> None:
+        self._pump()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:
+        """The client went away: the download (if any) goes on for the others."""
+        if not self._stopped:
+            self._stopped = True
+            self._source.unsubscribe(self)
+            self._file.close()
+
+    def _pump(self) -> None:
+        if self._stopped:
+            return
+        if self._source.failed():
+            self._abort()
+            return
+        limit = self._source.available()
+        if self._end is not None:
+            limit = min(limit, self._end)
+        while not self._paused and not self._stopped and self._offset < limit:
+            data = self._file.read(min(CHUNK, limit - self._offset))
+            if not data:
+                # The file is shorter than the source says: never pretend it is complete.
+                self._abort()
+                return
+            self._offset += len(data)
+            self._stats.incr("bytes_served", len(data))
+            self._request.write(data)
+        if self._stopped:
+            return
+        done = self._source.finished() and (
+            self._offset >= (self._end if self._end is not None else self._source.available())
+        )
+        if done:
+            self.stopProducing()
+            self._request.unregisterProducer()
+            self._request.finish()
+
+    def _abort(self) -> None:
+        self.stopProducing()
+        self._request.unregisterProducer()
+        transport = self._request.transport
+        if transport is not None:
+            transport.abortConnection()

@@ -1,0 +1,310 @@
+"""Index page cache: our TTL, revalidation upstream, stale serving, pre-rendered bodies."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable, Sequence
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from . import simple
+from .options import UpstreamIndex
+from .stats import Stats
+from .upstream import UpstreamClient, UpstreamError
+
+log = Logger()
+
+# A page that an upstream said does not exist is believed for this long (or the TTL if shorter).
+NOT_FOUND_TTL = 60.0
+# After an upstream failure, stale pages are served this long before asking again.
+RETRY_BACKOFF = 30.0
+MEMORY_PAGES = 512
+
+
+class ProjectNotFound(Exception):
+    """No upstream (and no cache) knows this project."""
+
+
+@dataclass(frozen=True)
+class Representation:
+    body: bytes
+    etag: str
+
+
+class RenderedPage:
+    """The bytes clients get for one page: each format, plain and gzipped, with strong ETags.
+
+    Built once per page version, so a warm request is a dictionary look-up.
+    """
+
+    def __init__(self, render: Callable[[str], bytes]) -> None:
+        self._render = render
+        self._forms: dict[tuple[str, bool], Representation] = {}
+
+    def get(self, fmt: str, gzipped: bool) -> Representation:
+        key = (fmt, gzipped)
+        form = self._forms.get(key)
+        if form is None:
+            if gzipped:
+                plain = self.get(fmt, False)
+                body = gzip.compress(plain.body, compresslevel=6, mtime=0)
+                form = Representation(body, plain.etag[:-1] + '-gzip"')
+            else:
+                body = self._render(fmt)
+                digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+                form = Representation(body, f'"{fmt}-{digest}"')
+            self._forms[key] = form
+        return form
+
+
+def render_page(page: simple.ProjectPage, file_url: simple.FileURL) -> RenderedPage:
+    def render(fmt: str) -> bytes:
+        if fmt == "json":
+            return simple.render_project_json(page, file_url)
+        return simple.render_project_html(page, file_url)
+
+    return RenderedPage(render)
+
+
+def render_names(names: Sequence[str]) -> RenderedPage:
+    def render(fmt: str) -> bytes:
+        if fmt == "json":
+            return simple.render_project_list_json(names)
+        return simple.render_project_list_html(names)
+
+    return RenderedPage(render)
+
+
+@dataclass
+class CachedPage:
+    """One project's page as one upstream gave it, with what we need to revalidate it."""
+
+    page: simple.ProjectPage
+    source: str
+    fetched_at: float
+    etag: str | None = None
+    last_modified: str | None = None
+    retry_at: float = 0.0
+    _rendered: RenderedPage | None = field(default=None, repr=False)
+
+    def rendered(self, file_url: simple.FileURL) -> RenderedPage:
+        if self._rendered is None:
+            self._rendered = render_page(self.page, file_url)
+        return self._rendered
+
+    def to_storage(self) -> dict:
+        return {
+            "source": self.source,
+            "fetched_at": self.fetched_at,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "page": simple.page_to_storage(self.page),
+        }
+
+    @classmethod
+    def from_storage(cls, data: dict) -> "CachedPage":
+        return cls(
+            page=simple.page_from_storage(data["page"]),
+            source=data["source"],
+            fetched_at=float(data["fetched_at"]),
+            etag=data.get("etag"),
+            last_modified=data.get("last_modified"),
+        )
+
+
+class _Coalescer:
+    """At most one run of an operation per key; everyone asking meanwhile shares its result."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, list[defer.Deferred]] = {}
+
+    def run(self, key: str, operation: Callable[[], Awaitable]) -> defer.Deferred:
+        waiter: defer.Deferred = defer.Deferred()
+        if key in self._running:
+            self._running[key].append(waiter)
+            return waiter
+        self._running[key] = [waiter]
+
+        def finish(result):
+            for each in self._running.pop(key):
+                each.callback(result)
+
+        defer.ensureDeferred(operation()).addBoth(finish)
+        return waiter
+
+
+class PageCache:
+    """Project pages from the upstreams, fresh for ``ttl`` seconds, stale when they fail."""
+
+    def __init__(
+        self,
+        directory: Path,
+        client: UpstreamClient | None,
+        upstreams: Sequence[UpstreamIndex],
+        ttl: float,
+        clock,
+        stats: Stats,
+    ) -> None:
+        self._directory = directory
+        self._client = client
+        self._upstreams = tuple(upstreams) if client is not None else ()
+        self._ttl = ttl
+        self._clock = clock
+        self._stats = stats
+        self._memory: OrderedDict[str, CachedPage] = OrderedDict()
+        self._not_found: dict[str, float] = {}
+        self._fetches = _Coalescer()
+        # (fetched at, retry at, names)
+        self._root: tuple[float, float, tuple[str, ...]] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    # Project pages -------------------------------------------------------------------
+
+    async def project(self, name: str) -> CachedPage:
+        """The page for a normalised project name; raises ProjectNotFound or UpstreamError."""
+        now = self._clock.seconds()
+        cached = self._memory.get(name)
+        if cached is None or not self._fresh(cached, now):
+            # Another process sharing the cache dir may have refreshed it meanwhile.
+            cached = self._load(name) or cached
+        if cached is not None and (self._fresh(cached, now) or not self._upstreams):
+            self._memory.move_to_end(name)
+            return cached
+        if not self._upstreams:
+            raise ProjectNotFound(name)
+        if self._not_found.get(name, 0) > now:
+            raise ProjectNotFound(name)
+        return await self._fetches.run(name, lambda: self._refresh(name, cached))
+
+    async def cached(self, name: str) -> CachedPage | None:
+        """What we hold for a project, however old, without asking anyone."""
+        return self._memory.get(name) or self._load(name)
+
+    def _fresh(self, cached: CachedPage, now: float) -> bool:
+        return now < cached.fetched_at + self._ttl or now < cached.retry_at
+
+    async def _refresh(self, name: str, cached: CachedPage | None) -> CachedPage:
+        assert self._client is not None
+        for upstream in self._upstreams:
+            url = f"{upstream.url}{name}/"
+            conditional = cached if cached and cached.source == upstream.url else None
+            self._stats.incr("upstream_page_fetches")
+            try:
+                response, body = await self._client.get_page(
+                    url,
+                    etag=conditional.etag if conditional else None,
+                    last_modified=conditional.last_modified if conditional else None,
+                )
+                if response.code in (404, 410):
+                    continue
+                if response.code == 304 and conditional is not None:
+                    self._stats.incr("upstream_page_not_modified")
+                    conditional.fetched_at = self._clock.seconds()
+                    conditional.retry_at = 0.0
+                    await self._save(name, conditional)
+                    return conditional
+                if response.code != 200:
+                    raise UpstreamError(f"{url} answered {response.code}")
+                page = simple.parse_project(
+                    body, response.header("Content-Type") or "", response.url, name
+                )
+            except (UpstreamError, simple.IndexFormatError) as e:
+                # A failing upstream that comes first may well have the project: answering
+                # from a later one would let another index's files stand in (dependency
+                # confusion), so we serve what we had, or fail.
+                self._stats.incr("upstream_errors")
+                if cached is None:
+                    raise UpstreamError(str(e)) if not isinstance(e, UpstreamError) else e
+                log.warn("serving stale page for {project}: {error}", project=name, error=str(e))
+                self._stats.incr("stale_pages_served")
+                cached.retry_at = self._clock.seconds() + min(self._ttl, RETRY_BACKOFF)
+                return cached
+            fresh = CachedPage(
+                page=page,
+                source=upstream.url,
+                fetched_at=self._clock.seconds(),
+                etag=response.header("ETag"),
+                last_modified=response.header("Last-Modified"),
+            )
+            await self._save(name, fresh)
+            return fresh
+        self._not_found[name] = self._clock.seconds() + min(self._ttl, NOT_FOUND_TTL)
+        self._forget(name)
+        raise ProjectNotFound(name)
+
+    # Storage -------------------------------------------------------------------------
+
+    def _path(self, name: str) -> Path:
+        return self._directory / f"{name}.json"
+
+    def _load(self, name: str) -> CachedPage | None:
+        path = self._path(name)
+        try:
+            cached = CachedPage.from_storage(json.loads(path.read_bytes()))
+        except (OSError, ValueError, KeyError, simple.IndexFormatError):
+            return None
+        self._remember(name, cached)
+        return cached
+
+    async def _save(self, name: str, cached: CachedPage) -> None:
+        self._remember(name, cached)
+        data = json.dumps(cached.to_storage(), separators=(",", ":")).encode()
+        await threads.deferToThread(_write_atomically, self._path(name), data)
+
+    def _remember(self, name: str, cached: CachedPage) -> None:
+        self._memory[name] = cached
+        self._memory.move_to_end(name)
+        while len(self._memory) > MEMORY_PAGES:
+            self._memory.popitem(last=False)
+
+    def _forget(self, name: str) -> None:
+        self._memory.pop(name, None)
+        try:
+            self._path(name).unlink()
+        except FileNotFoundError:
+            pass
+
+    # The project list ----------------------------------------------------------------
+
+    async def project_names(self) -> tuple[str, ...]:
+        """Every name the upstreams list (cached for the TTL; stale when they fail)."""
+        now = self._clock.seconds()
+        if self._root is not None and now < max(self._root[0] + self._ttl, self._root[1]):
+            return self._root[2]
+        if not self._upstreams:
+            return ()
+        return await self._fetches.run("/", lambda: self._refresh_names(now))
+
+    async def _refresh_names(self, now: float) -> tuple[str, ...]:
+        assert self._client is not None
+        names: dict[str, None] = {}
+        try:
+            for upstream in self._upstreams:
+                response, body = await self._client.get_page(upstream.url)
+                if response.code != 200:
+                    raise UpstreamError(f"{upstream.url} answered {response.code}")
+                content_type = response.header("Content-Type") or ""
+                names.update(dict.fromkeys(simple.parse_project_list(body, content_type)))
+        except (UpstreamError, simple.IndexFormatError) as e:
+            self._stats.incr("upstream_errors")
+            if self._root is None:
+                raise UpstreamError(str(e)) from None
+            fetched, _, held = self._root
+            self._root = (fetched, now + min(self._ttl, RETRY_BACKOFF), held)
+            return held
+        self._root = (now, 0.0, tuple(names))
+        return self._root[2]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as f:
+        f.write(data)
+    os.replace(temporary, path)

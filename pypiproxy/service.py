@@ -1,0 +1,70 @@
+"""makeService: config -> components -> listening endpoints."""
+
+from __future__ import annotations
+
+from twisted.application import service, strports
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from .files import FileCache, FileStore
+from .options import Config, Options
+from .pages import PageCache
+from .stats import Stats
+from .upstream import UpstreamClient
+from .web import Root
+
+__all__ = ["Options", "makeService"]
+
+log = Logger()
+
+
+class ProxyService(service.MultiService):
+    """Owns the components' lifetimes: crash leftovers cleaned at start, pool closed at stop."""
+
+    def __init__(self, config: Config, store: FileStore, client: UpstreamClient | None) -> None:
+        super().__init__()
+        self._config = config
+        self._store = store
+        self._client = client
+
+    def startService(self) -> None:
+        for folder in self._store.clean_leftovers():
+            log.info("removed leftover temporary files {folder}", folder=str(folder))
+        log.info(
+            "pypiproxy serving {cache_dir} from upstreams {upstreams}",
+            cache_dir=str(self._config.cache_dir),
+            upstreams=[u.url for u in self._config.upstreams] or "none",
+        )
+        super().startService()
+
+    def stopService(self):
+        d = super().stopService()
+        if self._client is not None:
+            d.addCallback(lambda _: self._client.close())
+        return d
+
+
+def build_site(config: Config, reactor) -> tuple[Site, FileStore, UpstreamClient | None]:
+    """Wire the components together; tests call this to get a site without listening."""
+    stats = Stats()
+    client = None
+    if config.upstreams and not config.offline:
+        client = UpstreamClient(reactor, config.upstreams, config.upstream_timeout, config.upstream_ca)
+    cache_dir = config.cache_dir
+    pages = PageCache(cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats)
+    store = FileStore(cache_dir)
+    files = FileCache(store, client, stats)
+    root = Root(pages, files, stats, config.index_ttl)
+    site = Site(root)
+    return site, store, client
+
+
+def makeService(options: Options) -> service.IService:
+    from twisted.internet import reactor
+
+    config: Config = options.config
+    site, store, client = build_site(config, reactor)
+    top = ProxyService(config, store, client)
+    for description in config.listen:
+        strports.service(description, site).setServiceParent(top)
+    return top

@@ -1,0 +1,256 @@
+"""The one upstream HTTP client: treq pool, TLS policy, credentials, timeouts, fetch logs."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import treq
+from twisted.internet import defer, error as ierror, ssl
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import client as webclient
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
+
+from .options import UpstreamIndex, _origin, _redact
+
+log = Logger()
+
+PAGE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or failed; clients get a 502."""
+
+    status = 502
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not connect or answer in time; clients get a 504."""
+
+    status = 504
+
+
+@dataclass
+class UpstreamResponse:
+    """Response headers have arrived; the body is read (streamed or collected) separately."""
+
+    code: int
+    headers: Headers
+    url: str
+    _response: IResponse
+    _client: "UpstreamClient"
+    _started: float
+    _reader: "_BodyReader | None" = None
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.getRawHeaders(name.encode("ascii"))
+        return values[0].decode("latin-1") if values else None
+
+    @property
+    def length(self) -> int | None:
+        length = self._response.length
+        return length if isinstance(length, int) else None
+
+    def stream(self, write: Callable[[bytes], None]) -> defer.Deferred[int]:
+        """Deliver the body to ``write`` as it arrives; fires with the byte count."""
+        return self._client._read_body(self, write)
+
+    async def content(self) -> bytes:
+        chunks: list[bytes] = []
+        await self.stream(chunks.append)
+        return b"".join(chunks)
+
+    def abort(self) -> None:
+        """Stop reading: the connection is closed rather than drained."""
+        if self._reader is not None:
+            self._reader.abort()
+        else:
+            self._response.deliverBody(_Discard())
+
+
+class _BodyReader(Protocol):
+    """Hands each chunk over as it arrives and gives up when the upstream goes quiet."""
+
+    def __init__(self, write: Callable[[bytes], None], idle: float, clock: IReactorTime) -> None:
+        self.write = write
+        self.finished: defer.Deferred[int] = defer.Deferred()
+        self.received = 0
+        self._idle = idle
+        self._clock = clock
+        self._timer = clock.callLater(idle, self._timedOut)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.finished.called:
+            return
+        self.received += len(data)
+        self._timer.reset(self._idle)
+        try:
+            self.write(data)
+        except Exception:
+            self._fail(Failure())
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self._timer.active():
+            self._timer.cancel()
+        if self.finished.called:
+            return
+        if reason.check(webclient.ResponseDone):
+            self.finished.callback(self.received)
+        elif reason.check(webclient.PotentialDataLoss):
+            # No Content-Length and no chunking: the close marks the end.
+            self.finished.callback(self.received)
+        else:
+            self.finished.errback(UpstreamError(f"body broken: {reason.getErrorMessage()}"))
+
+    def _timedOut(self) -> None:
+        self._fail(Failure(UpstreamTimeout("no data from upstream within the timeout")))
+
+    def abort(self) -> None:
+        self._fail(Failure(UpstreamError("reading aborted")))
+
+    def _fail(self, failure: Failure) -> None:
+        if self._timer.active():
+            self._timer.cancel()
+        if not self.finished.called:
+            self.finished.errback(failure)
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
+class UpstreamClient:
+    """Owns the connection pool, the TLS policy, the upstreams' credentials and timeouts."""
+
+    def __init__(
+        self,
+        reactor,
+        upstreams: Sequence[UpstreamIndex],
+        timeout: float,
+        ca_file: Path | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._timeout = timeout
+        self._credentials = {
+            u.origin: _basic(u.username, u.password or "") for u in upstreams if u.username
+        }
+        self._pool = webclient.HTTPConnectionPool(reactor, persistent=True)
+        self._pool.maxPersistentPerHost = 10
+        self._pool.retryAutomatically = True
+        trust = _trust_root(ca_file) if ca_file else None
+        policy = webclient.BrowserLikePolicyForHTTPS(trustRoot=trust)
+        agent = webclient.Agent(
+            reactor, contextFactory=policy, connectTimeout=timeout, pool=self._pool
+        )
+        self._http = treq.client.HTTPClient(agent)
+
+    async def get(
+        self, url: str, headers: dict[str, str] | None = None, method: str = "GET"
+    ) -> UpstreamResponse:
+        """Send a request; fires once the status and headers are in (within the timeout)."""
+        sent = Headers({"User-Agent": ["pypiproxy"]})
+        for name, value in (headers or {}).items():
+            sent.setRawHeaders(name, [value])
+        authorization = self._credentials.get(_origin(url))
+        if authorization:
+            sent.setRawHeaders("Authorization", [authorization])
+        started = self._reactor.seconds()
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                headers=sent,
+                timeout=self._timeout,
+                unbuffered=True,
+                browser_like_redirects=True,
+            )
+        except defer.CancelledError:
+            self._log_fetch(url, "timeout", 0, started)
+            raise UpstreamTimeout(f"no answer from {_redact(url)} in {self._timeout:g}s") from None
+        except (ierror.TimeoutError, ierror.ConnectingCancelledError):
+            self._log_fetch(url, "timeout", 0, started)
+            raise UpstreamTimeout(f"cannot connect to {_redact(url)} in {self._timeout:g}s") from None
+        except Exception as e:
+            self._log_fetch(url, "error", 0, started)
+            message = _describe(e)
+            raise UpstreamError(f"{_redact(url)}: {message}") from None
+        final_url = url
+        if response.request is not None:
+            final_url = response.request.absoluteURI.decode("utf-8", "replace")
+        return UpstreamResponse(
+            code=response.code,
+            headers=response.headers,
+            url=final_url,
+            _response=response,
+            _client=self,
+            _started=started,
+        )
+
+    async def get_page(
+        self, url: str, etag: str | None = None, last_modified: str | None = None
+    ) -> tuple[UpstreamResponse, bytes]:
+        """Fetch an index page, conditionally when we hold validators."""
+        headers = {"Accept": PAGE_ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        response = await self.get(url, headers)
+        body = await response.content()
+        return response, body
+
+    def _read_body(self, response: UpstreamResponse, write: Callable[[bytes], None]) -> defer.Deferred[int]:
+        reader = response._reader = _BodyReader(write, self._timeout, self._reactor)
+        response._response.deliverBody(reader)
+
+        def done(result: int | Failure) -> int | Failure:
+            status = response.code if not isinstance(result, Failure) else f"{response.code}+broken"
+            self._log_fetch(response.url, status, reader.received, response._started)
+            return result
+
+        return reader.finished.addBoth(done)
+
+    def _log_fetch(self, url: str, status: object, size: int, started: float) -> None:
+        log.info(
+            "upstream fetch {url} {status} {bytes} bytes {seconds:.3f}s",
+            url=_redact(url),
+            status=status,
+            bytes=size,
+            seconds=self._reactor.seconds() - started,
+        )
+
+    def close(self) -> defer.Deferred[None]:
+        return self._pool.closeCachedConnections()
+
+
+class _Discard(Protocol):
+    def makeConnection(self, transport) -> None:  # type: ignore[no-untyped-def]
+        super().makeConnection(transport)
+        transport.stopProducing()
+
+
+def _basic(username: str, password: str) -> str:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return f"Basic {token}"
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, webclient.ResponseNeverReceived) or isinstance(e, webclient.ResponseFailed):
+        reasons = "; ".join(f.getErrorMessage() for f in e.reasons)
+        return f"{type(e).__name__}: {reasons}"
+    return e.__class__.__name__ + (f": {e}" if str(e) else "")
+
+
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _trust_root(path: Path) -> ssl.IOpenSSLTrustRoot:
+    certificates = [ssl.Certificate.loadPEM(pem) for pem in _PEM.findall(path.read_bytes())]
+    if not certificates:
+        raise ValueError(f"--upstream-ca: no PEM certificate in {str(path)!r}")
+    return ssl.trustRootFromCertificates(certificates)

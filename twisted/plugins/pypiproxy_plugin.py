@@ -1,0 +1,10 @@
+"""The ``twistd pypiproxy`` plugin: an IServiceMaker and nothing else."""
+
+from twisted.application.service import ServiceMaker
+
+pypiproxy = ServiceMaker(
+    "pypiproxy",
+    "pypiproxy.service",
+    "A caching proxy and private index for Python packages",
+    "pypiproxy",
+)
