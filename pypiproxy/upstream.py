@@ -175,10 +175,15 @@ class UpstreamClient:
         except (ierror.TimeoutError, ierror.ConnectingCancelledError):
             self._log_fetch(url, "timeout", 0, started)
             raise UpstreamTimeout(f"cannot connect to {_redact(url)} in {self._timeout:g}s") from None
+        except (webclient.ResponseNeverReceived, webclient.ResponseFailed) as e:
+            if any(reason.check(defer.CancelledError) for reason in e.reasons):
+                self._log_fetch(url, "timeout", 0, started)
+                raise UpstreamTimeout(f"no answer from {_redact(url)} in {self._timeout:g}s") from None
+            self._log_fetch(url, "error", 0, started)
+            raise UpstreamError(f"{_redact(url)}: {_describe(e)}") from None
         except Exception as e:
             self._log_fetch(url, "error", 0, started)
-            message = _describe(e)
-            raise UpstreamError(f"{_redact(url)}: {message}") from None
+            raise UpstreamError(f"{_redact(url)}: {_describe(e)}") from None
         final_url = url
         if response.request is not None:
             final_url = response.request.absoluteURI.decode("utf-8", "replace")

@@ -87,7 +87,8 @@ def _etag_matches(header: bytes | None, etag: str) -> bool:
 
 def serve_index(request: Request, rendered: RenderedPage, cache_control: str) -> IResource | bytes:
     """Answer with the negotiated form of a pre-rendered page."""
-    format_param = request.args.get(b"format", [b""])[0].decode("latin-1")
+    # The query's "+" arrives as a space ("v1+json" unescaped, as people type it).
+    format_param = request.args.get(b"format", [b""])[0].decode("latin-1").replace(" ", "+")
     accept = request.getHeader(b"accept")
     chosen = simple.negotiate(accept.decode("latin-1") if accept else None, format_param)
     request.setHeader(b"vary", VARY)
@@ -109,18 +110,21 @@ def serve_index(request: Request, rendered: RenderedPage, cache_control: str) ->
     return form.body
 
 
-class Health(Resource):
-    isLeaf = True
+class _Endpoint(Resource):
+    """A resource with nothing below it: any longer path is a clean 404."""
 
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return not_found("no such page")
+
+
+class Health(_Endpoint):
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         return b'{"status": "ok"}\n'
 
 
-class StatsPage(Resource):
-    isLeaf = True
-
+class StatsPage(_Endpoint):
     def __init__(self, stats: Stats, prometheus: bool) -> None:
         super().__init__()
         self._stats = stats

@@ -77,3 +77,106 @@ def wheels() -> WheelCache:
 def client_env() -> dict[str, str]:
     """clean_client_env() as a fixture."""
     return clean_client_env()
+
+
+# --------------------------------------------------------------------------- the proxy
+
+
+class RunningProxy:
+    """An in-process pypiproxy listening on 127.0.0.1, plus a client of its own."""
+
+    def __init__(self, config, site, store, client, port, http, factory) -> None:
+        self.factory = factory  # a WrappingFactory: it knows the open connections
+        self.config = config
+        self.site = site
+        self.store = store
+        self.upstream_client = client
+        self.port = port
+        self.http = http
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port.getHost().port}/"
+
+    @property
+    def url(self) -> str:
+        """The Simple API root clients are pointed at."""
+        return self.root_url + "simple/"
+
+    @property
+    def stats(self):
+        return self.site.resource._stats
+
+    async def get(self, path: str, headers: dict[str, str] | None = None, method: str = "GET"):
+        """(response, body) for a path below the root, as sent (no decoding, no redirects).
+
+        Raises if the body is cut off, as a client would see a broken transfer.
+        """
+        from twisted.web.client import readBody
+        from twisted.web.http_headers import Headers
+
+        sent = Headers({k: [v] for k, v in (headers or {}).items()})
+        url = (self.root_url + path.lstrip("/")).encode()
+        response = await self.http.request(method.encode(), url, sent)
+        body = await readBody(response)
+        return response, body
+
+    async def stop(self) -> None:
+        await self.port.stopListening()
+        for connection in list(self.factory.protocols):
+            connection.transport.abortConnection()
+        if self.upstream_client is not None:
+            await self.upstream_client.close()
+
+
+async def start_proxy(cache_dir: Path, upstreams: list[str], pool_holder: list, **overrides) -> RunningProxy:
+    from twisted.internet import reactor
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    from pypiproxy.options import Config, parse_upstream
+    from pypiproxy.service import build_site
+
+    settings = dict(
+        listen=("tcp:0:interface=127.0.0.1",),
+        upstreams=tuple(parse_upstream(u) for u in upstreams),
+        cache_dir=cache_dir,
+        upstream_timeout=3.0,
+    )
+    settings.update(overrides)
+    config = Config(**settings)
+    site, store, client = build_site(config, reactor)
+    site.noisy = False
+    from twisted.protocols.policies import WrappingFactory
+
+    factory = WrappingFactory(site)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    pool_holder.append(pool)
+    http = Agent(reactor, pool=pool)
+    return RunningProxy(config, site, store, client, port, http, factory)
+
+
+@pytest_twisted.async_yield_fixture()
+async def make_proxy(tmp_path):
+    """A factory of in-process proxies (``await make_proxy(upstream_url, **config)``)."""
+    started: list[RunningProxy] = []
+    pools: list = []
+    counter = iter(range(1000))
+
+    async def make(*upstreams: str, cache_dir: Path | None = None, **overrides) -> RunningProxy:
+        directory = cache_dir or tmp_path / f"proxy{next(counter)}"
+        proxy = await start_proxy(directory, list(upstreams), pools, **overrides)
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        await proxy.stop()
+    for pool in pools:
+        await pool.closeCachedConnections()
+
+
+@pytest_twisted.async_yield_fixture()
+async def proxy(make_proxy, fake_index):
+    """A proxy whose one upstream is the fake index."""
+    yield await make_proxy(fake_index.url)

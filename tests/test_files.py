@@ -1,0 +1,272 @@
+"""The file cache: one download per file, streamed while cached, verified, never half-served."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from urllib.parse import urljoin
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.web.client import ResponseFailed
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def header(response, name: str) -> str | None:
+    values = response.headers.getRawHeaders(name)
+    return values[0] if values else None
+
+
+async def file_path(proxy, project: str, filename: str) -> str:
+    """The proxy's URL path for one file, read from its JSON page."""
+    _, body = await proxy.get(f"simple/{project}/", {"Accept": JSON})
+    for f in json.loads(body)["files"]:
+        if f["filename"] == filename:
+            return urljoin(f"http://p/simple/{project}/", f["url"]).removeprefix("http://p/")
+    raise KeyError(filename)
+
+
+def cached_files(proxy) -> list[str]:
+    return [p.name for p in proxy.store.files.rglob("*") if p.is_file()]
+
+
+def temporaries(proxy) -> list[str]:
+    return [p.name for p in proxy.store.tmp.rglob("*") if p.is_file()]
+
+
+async def wait_until(condition, timeout: float = 10.0) -> None:
+    """Poll a condition the reactor brings about (bounded, so a bug fails instead of hanging)."""
+    deadline = reactor.seconds() + timeout
+    while not condition():
+        if reactor.seconds() > deadline:
+            raise AssertionError("condition not reached in time")
+        await deferLater(reactor, 0.02, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_cached_file_headers(proxy, fake_index, wheels):
+    built = wheels.wheel("demo", "1.0")
+    fake_index.add("demo", built)
+    path = await file_path(proxy, "demo", built.filename)
+    for expected_cache in ("MISS", "HIT"):
+        response, body = await proxy.get(path, {"Accept-Encoding": "gzip"})
+        assert response.code == 200
+        assert body == built.data
+        assert response.length == built.size  # Content-Length, as the client parsed it
+        assert header(response, "ETag") == f'"{built.sha256}"'
+        assert header(response, "Cache-Control") == "max-age=31536000, immutable"
+        assert header(response, "Content-Encoding") is None
+        assert header(response, "X-Cache") == expected_cache
+    assert fake_index.count(f"/files/demo/{built.filename}", "GET") == 1
+    assert cached_files(proxy) == [built.sha256]
+
+
+@pytest_twisted.ensureDeferred
+async def test_sdist_is_never_content_encoded(proxy, fake_index, wheels):
+    built = wheels.sdist("demo", "1.0")
+    fake_index.add("demo", built)
+    path = await file_path(proxy, "demo", built.filename)
+    for _ in range(2):
+        response, body = await proxy.get(path, {"Accept-Encoding": "gzip"})
+        assert header(response, "Content-Encoding") is None
+        assert body == built.data
+
+
+@pytest.mark.parametrize("warm", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_ranges_and_if_range(proxy, fake_index, wheels, warm):
+    built = wheels.wheel("demo", "1.0", extra_bytes=100_000)
+    fake_index.add("demo", built)
+    path = await file_path(proxy, "demo", built.filename)
+    if warm:
+        await proxy.get(path)
+    etag = f'"{built.sha256}"'
+    response, body = await proxy.get(path, {"Range": "bytes=10-19"})
+    assert response.code == 206
+    assert body == built.data[10:20]
+    assert header(response, "Content-Range") == f"bytes 10-19/{built.size}"
+    response, body = await proxy.get(path, {"Range": "bytes=-100", "If-Range": etag})
+    assert response.code == 206 and body == built.data[-100:]
+    response, body = await proxy.get(path, {"Range": "bytes=50000-"})
+    assert response.code == 206 and body == built.data[50000:]
+    # A changed validator means the client's partial copy is not ours: the whole file.
+    response, body = await proxy.get(path, {"Range": "bytes=10-19", "If-Range": '"other"'})
+    assert response.code == 200 and body == built.data
+    response, _ = await proxy.get(path, {"Range": f"bytes={built.size + 10}-"})
+    assert response.code == 416
+    assert header(response, "Content-Range") == f"bytes */{built.size}"
+    assert fake_index.count(f"/files/demo/{built.filename}", "GET") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_cold_head_is_answered_from_the_index_without_a_download(proxy, fake_index, wheels):
+    built = wheels.wheel("demo", "1.0")
+    fake_index.add("demo", built)
+    path = await file_path(proxy, "demo", built.filename)
+    response, body = await proxy.get(path, method="HEAD")
+    assert response.code == 200 and body == b""
+    assert header(response, "Accept-Ranges") == "bytes"
+    assert fake_index.count("/files/", "GET") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_ten_concurrent_cold_requests_share_one_download(proxy, fake_index, wheels):
+    built = wheels.wheel("demo", "1.0", extra_bytes=2_000_000)
+    fake_index.add("demo", built, behaviour="slow")
+    fake_index.slow_delay = 0.05
+    path = await file_path(proxy, "demo", built.filename)
+    results = await defer.gatherResults(
+        [defer.ensureDeferred(proxy.get(path)) for _ in range(10)]
+    )
+    assert [r.code for r, _ in results] == [200] * 10
+    assert all(body == built.data for _, body in results)
+    assert fake_index.count(f"/files/demo/{built.filename}", "GET") == 1
+    assert proxy.stats["download_joins"] == 9
+
+
+class FirstByteTimer(Protocol):
+    """Notes when the first and the last byte of a body arrive."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.received = 0
+        self.done: defer.Deferred[float] = defer.Deferred()
+        self.failed: Exception | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.first is None:
+            self.first = reactor.seconds()
+        self.received += len(data)
+
+    def connectionLost(self, reason) -> None:
+        if not reason.check(ResponseFailed):
+            pass
+        else:
+            self.failed = reason.value
+        self.done.callback(reactor.seconds())
+
+
+async def timed_get(proxy, path: str) -> tuple[object, FirstByteTimer, float]:
+    from twisted.web.http_headers import Headers
+
+    started = reactor.seconds()
+    response = await proxy.http.request(b"GET", (proxy.root_url + path).encode(), Headers())
+    timer = FirstByteTimer()
+    response.deliverBody(timer)
+    await timer.done
+    return response, timer, started
+
+
+@pytest_twisted.ensureDeferred
+async def test_first_byte_arrives_long_before_a_slow_download_ends(proxy, fake_index, wheels):
+    built = wheels.wheel("demo", "1.0", extra_bytes=500_000)
+    fake_index.add("demo", built, behaviour="slow")
+    fake_index.slow_chunks, fake_index.slow_delay = 10, 0.15  # about 1.5 s in all
+    path = await file_path(proxy, "demo", built.filename)
+    response, timer, started = await timed_get(proxy, path)
+    total = reactor.seconds() - started
+    assert timer.failed is None and timer.received == built.size
+    assert timer.first - started < total / 3, (timer.first - started, total)
+
+
+@pytest.mark.parametrize("behaviour", ["die", "wrong-hash"])
+@pytest_twisted.ensureDeferred
+async def test_broken_download_aborts_every_client_and_caches_nothing(proxy, fake_index, wheels, behaviour):
+    built = wheels.wheel("demo", "1.0", extra_bytes=300_000)
+    fake_index.add("demo", built, behaviour=behaviour)
+    path = await file_path(proxy, "demo", built.filename)
+    outcomes = await defer.gatherResults(
+        [defer.ensureDeferred(timed_get(proxy, path)) for _ in range(3)]
+    )
+    for response, timer, _ in outcomes:
+        assert response.code == 200
+        assert timer.failed is not None, "a broken download must not end as a clean response"
+        assert timer.received < built.size
+    assert cached_files(proxy) == []
+    assert temporaries(proxy) == []
+    if behaviour == "wrong-hash":
+        assert proxy.stats["hash_mismatches"] == 1
+    # The next request tries again (and, with the upstream mended, succeeds).
+    fake_index.entry(built.filename).behaviour = "ok"
+    response, body = await proxy.get(path)
+    assert response.code == 200 and body == built.data
+
+
+@pytest_twisted.ensureDeferred
+async def test_upstream_file_error_is_502_and_hang_is_cut_off(make_proxy, fake_index, wheels):
+    proxy = await make_proxy(fake_index.url, upstream_timeout=1.0)
+    broken = wheels.wheel("broken", "1.0")
+    hanging = wheels.wheel("hanging", "1.0", extra_bytes=50_000)
+    fake_index.add("broken", broken, behaviour="500")
+    fake_index.add("hanging", hanging, behaviour="hang")
+    response, body = await proxy.get(await file_path(proxy, "broken", broken.filename))
+    assert response.code == 502 and b"500" in body
+    started = reactor.seconds()
+    response, timer, _ = await timed_get(proxy, await file_path(proxy, "hanging", hanging.filename))
+    assert timer.failed is not None
+    assert reactor.seconds() - started < 4
+    assert cached_files(proxy) == [] and temporaries(proxy) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_that_leaves_does_not_cancel_the_download(proxy, fake_index, wheels):
+    from twisted.web.http_headers import Headers
+
+    built = wheels.wheel("demo", "1.0", extra_bytes=400_000)
+    fake_index.add("demo", built, behaviour="slow")
+    fake_index.slow_chunks, fake_index.slow_delay = 8, 0.1
+    path = await file_path(proxy, "demo", built.filename)
+
+    class Leaver(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.stopProducing()  # hang up after the first bytes
+
+    response = await proxy.http.request(b"GET", (proxy.root_url + path).encode(), Headers())
+    response.deliverBody(Leaver())
+    await wait_until(lambda: cached_files(proxy) == [built.sha256])
+    assert proxy.store.path(built.sha256).read_bytes() == built.data
+
+
+@pytest_twisted.ensureDeferred
+async def test_metadata_is_cached_and_404_where_the_index_has_none(proxy, fake_index, wheels):
+    with_meta = wheels.wheel("demo", "1.0", requires_dist=["dep>=1"])
+    without = wheels.wheel("demo", "2.0")
+    fake_index.add("demo", with_meta)
+    fake_index.add("demo", without, metadata=False)
+    path = await file_path(proxy, "demo", with_meta.filename)
+    for _ in range(2):
+        response, body = await proxy.get(path + ".metadata")
+        assert response.code == 200 and body == with_meta.metadata
+    assert fake_index.count(".metadata") == 1
+    response, _ = await proxy.get(await file_path(proxy, "demo", without.filename) + ".metadata")
+    assert response.code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_key_or_filename_is_404(proxy, fake_index, wheels):
+    built = wheels.wheel("demo", "1.0")
+    fake_index.add("demo", built)
+    path = await file_path(proxy, "demo", built.filename)
+    wrong_key = path.replace(built.sha256, "0" * 64)
+    response, _ = await proxy.get(wrong_key)
+    assert response.code == 404
+    response, _ = await proxy.get(path.replace(built.filename, "demo-9.0-py3-none-any.whl"))
+    assert response.code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_crash_leftovers_are_removed_at_start(make_proxy, fake_index, tmp_path):
+    from pypiproxy.files import FileStore
+
+    dead = tmp_path / "cache" / "tmp" / f"{os.uname().nodename}.999999999"
+    dead.mkdir(parents=True)
+    (dead / "x.part").write_bytes(b"half a file")
+    store = FileStore(tmp_path / "cache")
+    assert dead in store.clean_leftovers()
+    assert not dead.exists()
+    assert store.tmp.exists()

@@ -1,0 +1,303 @@
+"""The resource tree against a fake upstream: pages, negotiation, caching headers, errors."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from urllib.parse import urljoin
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+JSON = "application/vnd.pypi.simple.v1+json"
+HTML = "text/html"
+
+
+def header(response, name: str) -> str | None:
+    values = response.headers.getRawHeaders(name)
+    return values[0] if values else None
+
+
+def file_urls(body: bytes, page: str = "simple/demo/") -> list[str]:
+    """The files' URLs, as paths below the proxy's root (resolved like a client would)."""
+    base = "http://proxy/" + page
+    return [urljoin(base, f["url"]).removeprefix("http://proxy/") for f in json.loads(body)["files"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_json_page_keeps_every_attribute_and_points_files_at_the_proxy(proxy, fake_index, wheels):
+    new = wheels.wheel("demo", "2.0", requires_python=">=3.8")
+    old = wheels.wheel("demo", "1.0")
+    fake_index.add("demo", new, upload_time="2024-01-02T03:04:05.000000Z", gpg_sig=True)
+    fake_index.add("demo", old, yanked="broken build", metadata=False)
+
+    response, body = await proxy.get("simple/demo/", {"Accept": JSON})
+
+    assert response.code == 200
+    assert header(response, "Content-Type") == JSON
+    assert "Accept" in header(response, "Vary")
+    page = json.loads(body)
+    assert page["meta"]["api-version"] == "1.1"
+    assert page["versions"] == ["1.0", "2.0"] or sorted(page["versions"]) == ["1.0", "2.0"]
+    files = {f["filename"]: f for f in page["files"]}
+    assert files[new.filename]["hashes"] == {"sha256": new.sha256}
+    assert files[new.filename]["requires-python"] == ">=3.8"
+    assert files[new.filename]["core-metadata"] == {"sha256": new.metadata_sha256}
+    assert files[new.filename]["gpg-sig"] is True
+    assert files[new.filename]["size"] == new.size
+    assert files[new.filename]["upload-time"] == "2024-01-02T03:04:05.000000Z"
+    assert files[old.filename]["yanked"] == "broken build"
+    assert "core-metadata" not in files[old.filename]
+    for f in page["files"]:
+        assert not f["url"].startswith("http"), "file URLs must point back at the proxy"
+        assert str(fake_index.port) not in f["url"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_html_page_keeps_fragments_and_data_attributes(proxy, fake_index, wheels):
+    built = wheels.wheel("demo", "1.0", requires_python=">=3.8")
+    fake_index.add("demo", built, yanked="no longer")
+
+    response, body = await proxy.get("simple/demo/", {"Accept": HTML})
+
+    assert response.code == 200
+    assert header(response, "Content-Type").startswith("text/html")
+    text = body.decode()
+    assert f"#sha256={built.sha256}" in text
+    assert 'data-requires-python="&gt;=3.8"' in text
+    assert 'data-yanked="no longer"' in text
+    assert f'data-core-metadata="sha256={built.metadata_sha256}"' in text
+    assert f'data-dist-info-metadata="sha256={built.metadata_sha256}"' in text
+    assert "127.0.0.1" not in text
+
+
+@pytest.mark.parametrize(
+    "accept, query, expected",
+    [
+        (None, "", "text/html"),
+        ("*/*", "", "text/html"),
+        ("application/vnd.pypi.simple.v1+html", "", "application/vnd.pypi.simple.v1+html"),
+        ("application/vnd.pypi.simple.latest+json", "", JSON),
+        ("text/html;q=0.5, application/vnd.pypi.simple.v1+json", "", JSON),
+        ("text/html", "?format=application/vnd.pypi.simple.v1%2Bjson", JSON),
+        ("text/html", "?format=application/vnd.pypi.simple.v1+json", JSON),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_content_negotiation(proxy, fake_index, wheels, accept, query, expected):
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    response, body = await proxy.get("simple/demo/" + query, {"Accept": accept} if accept else {})
+    assert response.code == 200
+    assert header(response, "Content-Type").split(";")[0] == expected
+    if expected == JSON:
+        assert json.loads(body)["name"] == "demo"
+
+
+@pytest_twisted.ensureDeferred
+async def test_unacceptable_format_is_406(proxy, fake_index, wheels):
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    response, _ = await proxy.get("simple/demo/", {"Accept": "image/png"})
+    assert response.code == 406
+
+
+@pytest.mark.parametrize("path, location", [
+    ("simple/Demo_Pkg/", "../demo-pkg/"),
+    ("simple/demo.pkg/?format=x", "../demo-pkg/?format=x"),
+    ("simple/demo-pkg", "demo-pkg/"),
+])
+@pytest_twisted.ensureDeferred
+async def test_names_are_normalised_with_a_301(proxy, path, location):
+    response, _ = await proxy.get(path)
+    assert response.code == 301
+    assert header(response, "Location") == location
+
+
+@pytest_twisted.ensureDeferred
+async def test_invalid_names_are_refused_without_asking_upstream(proxy, fake_index):
+    response, body = await proxy.get("simple/-bad-/")
+    assert response.code == 404
+    assert b"not a valid project name" in body
+    assert fake_index.count("/simple/") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_project_is_404(proxy, fake_index):
+    response, _ = await proxy.get("simple/nothing-here/")
+    assert response.code == 404
+    assert fake_index.count("/simple/nothing-here/") == 1
+    # Briefly remembered: a second ask does not go upstream again.
+    response, _ = await proxy.get("simple/nothing-here/")
+    assert response.code == 404
+    assert fake_index.count("/simple/nothing-here/") == 1
+
+
+@pytest.mark.parametrize("url_style", ["relative", "absolute", "other-host"])
+@pytest_twisted.ensureDeferred
+async def test_files_are_fetched_whatever_the_upstream_url_style(proxy, fake_index, wheels, url_style):
+    fake_index.url_style = url_style
+    built = wheels.wheel("demo", "1.0")
+    fake_index.add("demo", built)
+    _, page = await proxy.get("simple/demo/", {"Accept": JSON})
+    (url,) = file_urls(page)
+    response, body = await proxy.get(url)
+    assert response.code == 200
+    assert hashlib.sha256(body).hexdigest() == built.sha256
+
+
+@pytest_twisted.ensureDeferred
+async def test_pip_max_age_zero_is_answered_from_cache_and_etag_gives_304(proxy, fake_index, wheels):
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    pip_headers = {"Accept": JSON, "Cache-Control": "max-age=0"}
+    first, body = await proxy.get("simple/demo/", pip_headers)
+    etag = header(first, "ETag")
+    assert etag and etag.startswith('"')
+    second, again = await proxy.get("simple/demo/", pip_headers)
+    assert again == body
+    conditional, empty = await proxy.get("simple/demo/", {**pip_headers, "If-None-Match": etag})
+    assert conditional.code == 304 and empty == b""
+    assert fake_index.count("/simple/demo/") == 1
+    # Each format has its own ETag.
+    html, _ = await proxy.get("simple/demo/", {"Accept": HTML, "If-None-Match": etag})
+    assert html.code == 200 and header(html, "ETag") != etag
+
+
+@pytest_twisted.ensureDeferred
+async def test_gzip_only_when_asked_and_identical_when_decompressed(proxy, fake_index, wheels):
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    plain, plain_body = await proxy.get("simple/demo/", {"Accept": JSON})
+    assert header(plain, "Content-Encoding") is None
+    zipped, raw = await proxy.get("simple/demo/", {"Accept": JSON, "Accept-Encoding": "gzip"})
+    assert header(zipped, "Content-Encoding") == "gzip"
+    assert header(zipped, "Vary") == "Accept, Accept-Encoding"
+    assert gzip.decompress(raw) == plain_body
+    assert header(zipped, "ETag") != header(plain, "ETag")
+
+
+@pytest_twisted.ensureDeferred
+async def test_stale_page_is_revalidated_with_the_upstream_etag(make_proxy, fake_index, wheels):
+    proxy = await make_proxy(fake_index.url, index_ttl=0.0)
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    await proxy.get("simple/demo/")
+    await proxy.get("simple/demo/")
+    conditional = [r for r in fake_index.requests if r.path == "/simple/demo/"]
+    assert len(conditional) == 2
+    assert "if-none-match" in conditional[1].headers
+    assert proxy.stats["upstream_page_not_modified"] == 1
+    # A change upstream shows after revalidation.
+    fake_index.add("demo", wheels.wheel("demo", "2.0"))
+    _, body = await proxy.get("simple/demo/", {"Accept": JSON})
+    assert len(json.loads(body)["files"]) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_upstream_down_serves_stale_pages_and_cached_files(make_proxy, fake_index, wheels):
+    built = wheels.wheel("demo", "1.0")
+    fake_index.add("demo", built)
+    proxy = await make_proxy(fake_index.url, index_ttl=0.0)
+    _, page = await proxy.get("simple/demo/", {"Accept": JSON})
+    (url,) = file_urls(page)
+    _, first = await proxy.get(url)
+    await fake_index.stop()
+
+    response, stale = await proxy.get("simple/demo/", {"Accept": JSON})
+    assert response.code == 200 and stale == page
+    response, body = await proxy.get(url)
+    assert response.code == 200 and body == first == built.data
+    assert proxy.stats["stale_pages_served"] >= 1
+
+    started = reactor.seconds()
+    response, body = await proxy.get("simple/other/")
+    assert response.code == 502, body
+    assert reactor.seconds() - started < 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_upstream_500_serves_stale_and_uncached_is_502(make_proxy, fake_index, wheels):
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    fake_index.add("other", wheels.wheel("other", "1.0"))
+    proxy = await make_proxy(fake_index.url, index_ttl=0.0)
+    await proxy.get("simple/demo/")
+    fake_index.fail_pages = 500
+    response, _ = await proxy.get("simple/demo/")
+    assert response.code == 200
+    response, body = await proxy.get("simple/other/")
+    assert response.code == 502
+    assert b"500" in body
+
+
+@pytest_twisted.ensureDeferred
+async def test_hanging_upstream_gives_504_within_the_timeout(make_proxy, fake_index):
+    fake_index.hang_pages = True
+    proxy = await make_proxy(fake_index.url, upstream_timeout=1.0)
+    started = reactor.seconds()
+    response, _ = await proxy.get("simple/demo/")
+    elapsed = reactor.seconds() - started
+    assert response.code == 504
+    assert elapsed < 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_first_upstream_that_has_the_project_wins(make_proxy, fake_index, wheels):
+    from fakeindex import FakeIndex
+
+    second = FakeIndex()
+    await second.start(reactor)
+    try:
+        fake_index.add("shared", wheels.wheel("shared", "1.0"))
+        second.add("shared", wheels.wheel("shared", "2.0"))
+        second.add("only-second", wheels.wheel("only-second", "1.0"))
+        proxy = await make_proxy(fake_index.url, second.url)
+        _, body = await proxy.get("simple/shared/", {"Accept": JSON})
+        assert [f["filename"] for f in json.loads(body)["files"]] == ["shared-1.0-py3-none-any.whl"]
+        response, body = await proxy.get("simple/only-second/", {"Accept": JSON})
+        assert response.code == 200 and len(json.loads(body)["files"]) == 1
+        response, body = await proxy.get("simple/", {"Accept": JSON})
+        names = {p["name"] for p in json.loads(body)["projects"]}
+        assert {"shared", "only-second"} <= names
+    finally:
+        await second.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_project_list_in_both_formats(proxy, fake_index, wheels):
+    fake_index.add("alpha", wheels.wheel("alpha", "1.0"))
+    fake_index.add("Beta_Two", wheels.wheel("beta-two", "1.0"))
+    response, body = await proxy.get("simple/", {"Accept": JSON})
+    assert header(response, "Content-Type") == JSON
+    assert {p["name"] for p in json.loads(body)["projects"]} == {"alpha", "beta-two"}
+    response, body = await proxy.get("simple/")
+    assert re.search(rb'<a href="beta-two/">beta-two</a>', body)
+    response, _ = await proxy.get("simple")
+    assert response.code == 301
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_and_stats(proxy, fake_index, wheels):
+    response, body = await proxy.get("+health")
+    assert response.code == 200 and json.loads(body)["status"] == "ok"
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    _, page = await proxy.get("simple/demo/", {"Accept": JSON})
+    (url,) = file_urls(page)
+    await proxy.get(url)
+    await proxy.get(url)
+    _, body = await proxy.get("+stats")
+    stats = json.loads(body)
+    assert stats["cache_misses"] == 1
+    assert stats["cache_hits"] == 1
+    assert stats["bytes_fetched"] == len(wheels.wheel("demo", "1.0").data)
+    assert stats["bytes_served"] == 2 * stats["bytes_fetched"]
+    assert stats["requests"] >= 4
+    _, metrics = await proxy.get("+metrics")
+    assert b"pypiproxy_cache_hits_total 1" in metrics
+
+
+@pytest_twisted.ensureDeferred
+async def test_junk_paths_are_clean_4xx(proxy):
+    for path in ["nope", "files/x", "files/demo/notakey/demo.whl", "files/demo/" + "a" * 64 + "/..",
+                 "simple/demo/extra/", "+stats/x"]:
+        response, body = await proxy.get(path)
+        assert 400 <= response.code < 500, (path, response.code, body)
