@@ -64,11 +64,11 @@ def _redact(url: str) -> str:
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 
 
-def parse_size(value: str) -> int:
+def parse_size(value: str, option: str = "--max-cache-size") -> int:
     """``500M``, ``20G``: K/M/G/T are powers of 1024."""
     match = _SIZE.match(value)
     if not match:
-        raise ValueError(f"--max-cache-size: not a size: {value!r} (try 500M or 20G)")
+        raise ValueError(f"{option}: not a size: {value!r} (try 500M or 20G)")
     number, unit = match.groups()
     return int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
 
@@ -126,7 +126,7 @@ class Options(usage.Options):
     optParameters = [
         ["cache-dir", None, "./pypiproxy-data", "Where cached files, pages and private packages live."],
         ["index-ttl", None, "600", "Seconds a cached index page is served without asking upstream."],
-        ["upstream-ca", None, None, "PEP bundle to verify upstream TLS with, instead of the system's."],
+        ["upstream-ca", None, None, "PEM bundle to verify upstream TLS with, instead of the system's."],
         ["upstream-timeout", None, "15", "Connect and read timeout towards upstreams, in seconds."],
         ["htpasswd", None, None, "Users, Apache htpasswd format with bcrypt hashes."],
         ["auth", None, "upload", "With --htpasswd, what needs a login: upload or all."],
@@ -197,7 +197,7 @@ class Options(usage.Options):
             allow_anonymous_upload=self["allow-anonymous-upload"],
             allow_from=tuple(allow_from),
             max_cache_size=parse_size(max_cache) if max_cache else None,
-            max_upload_size=parse_size(self["max-upload-size"]),
+            max_upload_size=parse_size(self["max-upload-size"], "--max-upload-size"),
         )
 
 

@@ -180,3 +180,116 @@ async def make_proxy(tmp_path):
 async def proxy(make_proxy, fake_index):
     """A proxy whose one upstream is the fake index."""
     yield await make_proxy(fake_index.url)
+
+
+# --------------------------------------------------------------------------- real processes
+
+REPO = Path(__file__).resolve().parent.parent
+# The twistd script of the environment running the tests (installed with Twisted).
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Twistd:
+    """A real ``twistd -n pypiproxy`` subprocess on a free loopback port."""
+
+    def __init__(self, args: list[str], cache_dir: Path, scheme: str = "http", port: int | None = None,
+                 listen: str | None = None) -> None:
+        import subprocess
+
+        self.port = port or free_port()
+        self.cache_dir = cache_dir
+        self.scheme = scheme
+        self.log_path = cache_dir.parent / f"twistd-{self.port}.log"
+        listen = listen or f"tcp:{self.port}:interface=127.0.0.1"
+        env = clean_client_env()
+        env["PYTHONPATH"] = str(REPO)
+        self.argv = [TWISTD, "--nodaemon", "--pidfile=", "--logfile", str(self.log_path),
+                     "pypiproxy", "--listen", listen, "--cache-dir", str(cache_dir), *args]
+        self.process = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    @property
+    def root_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}/"
+
+    @property
+    def url(self) -> str:
+        return self.root_url + "simple/"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text()
+        except FileNotFoundError:
+            return ""
+
+    def wait_ready(self, timeout: float = 20.0, ssl_context=None) -> "Twistd":
+        """Block (in a thread, please) until /+health answers, or fail with the log."""
+        import time
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"twistd exited {self.process.returncode}: "
+                                   f"{self.process.stderr.read().decode()} {self.log()}")
+            try:
+                with urllib.request.urlopen(self.root_url + "+health", timeout=2, context=ssl_context):
+                    return self
+            except urllib.error.HTTPError:
+                return self  # it answers (e.g. 401 with --auth all): it is up
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"twistd did not come up: {self.log()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def twistd(tmp_path):
+    """A factory of twistd subprocesses: ``twistd(args, name=...)``; all stopped afterwards."""
+    started: list[Twistd] = []
+
+    def start(args: list[str], name: str = "proxy", **kwargs) -> Twistd:
+        process = Twistd(args, tmp_path / name, **kwargs)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def run_client(argv: list[str], timeout: float = 180) -> "subprocess.CompletedProcess[str]":
+    """Run a real client (pip, uv, twine) isolated from this machine's configuration."""
+    import subprocess
+
+    return subprocess.run(argv, capture_output=True, text=True, env=clean_client_env(),
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def pip_install(index_url: str, target: Path, *requirements: str, extra: list[str] = ()) -> "subprocess.CompletedProcess[str]":
+    return run_client([sys.executable, "-m", "pip", "install", "--isolated", "--no-cache-dir",
+                       "--disable-pip-version-check", "--index-url", index_url,
+                       "--target", str(target), *extra, *requirements])

@@ -1,0 +1,79 @@
+"""Command-line options: validated into one Config; every mistake is one line and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import pytest
+
+from conftest import REPO, TWISTD
+from pypiproxy.options import Options, parse_size, parse_upstream
+
+
+def parse(*argv: str):
+    options = Options()
+    options.parseOptions(list(argv))
+    return options.config
+
+
+def test_defaults():
+    config = parse("--upstream", "https://index.example/simple")
+    assert config.listen == ("tcp:3141:interface=127.0.0.1",)
+    assert config.upstreams[0].url == "https://index.example/simple/"
+    assert config.index_ttl == 600 and config.upstream_timeout == 15
+    assert str(config.cache_dir) == "pypiproxy-data"
+    assert config.auth == "upload"
+
+
+def test_repeatable_options_keep_their_order():
+    config = parse(
+        "--upstream", "http://a.example/simple/", "--upstream", "http://b.example/simple/",
+        "--listen", "tcp:0:interface=127.0.0.1", "--listen", r"tcp:0:interface=\:\:1",
+        "--allow-from", "10.0.0.0/8", "--allow-from", "::1",
+    )
+    assert [u.url for u in config.upstreams] == ["http://a.example/simple/", "http://b.example/simple/"]
+    assert len(config.listen) == 2
+    assert [str(n) for n in config.allow_from] == ["10.0.0.0/8", "::1/128"]
+
+
+def test_credentials_are_split_off_the_upstream_url_and_kept_out_of_repr():
+    upstream = parse_upstream("https://bob:s%40cret@index.example:8443/private/simple/")
+    assert upstream.url == "https://index.example:8443/private/simple/"
+    assert (upstream.username, upstream.password) == ("bob", "s@cret")
+    assert "cret" not in repr(upstream)
+
+
+@pytest.mark.parametrize("text, size", [("500M", 500 * 1024**2), ("20G", 20 * 1024**3), ("1.5K", 1536), ("7", 7)])
+def test_sizes_are_powers_of_1024(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--bogus"], "--bogus"),
+        (["--upstream", "ftp://x/simple/"], "ftp://x/simple/"),
+        (["--upstream", "https://u:topsecret@/simple/"], "https://"),
+        (["--upstream", "http://x/simple/", "--index-ttl", "soon"], "soon"),
+        (["--upstream", "http://x/simple/", "--upstream-timeout", "-1"], "-1"),
+        (["--upstream", "http://x/simple/", "--max-cache-size", "lots"], "lots"),
+        (["--upstream", "http://x/simple/", "--listen", "tcpp:80"], "tcpp:80"),
+        (["--upstream", "http://x/simple/", "--listen", "ssl:0:privateKey=/nonexistent.pem"], "ssl:0"),
+        (["--upstream", "http://x/simple/", "--upstream-ca", "/nonexistent/ca.pem"], "/nonexistent/ca.pem"),
+        (["--upstream", "http://x/simple/", "--auth", "some"], "some"),
+        (["--upstream", "http://x/simple/", "--allow-from", "10.0.0.0/99"], "10.0.0.0/99"),
+        ([], "--upstream"),
+    ],
+)
+def test_bad_options_end_with_one_line_naming_the_value(argv, named, tmp_path):
+    result = subprocess.run(
+        [TWISTD, "pypiproxy", *argv],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "topsecret" not in result.stderr
+    assert not (tmp_path / "pypiproxy-data").exists(), "nothing may be created before validation"

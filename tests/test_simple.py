@@ -1,0 +1,102 @@
+"""The index model: parsing both formats and rendering them back loses nothing."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, strategies as st
+
+from pypiproxy import simple
+
+PAGE = "https://index.example/simple/demo/"
+
+
+def test_html_parsing_resolves_relative_urls_and_reads_attributes():
+    body = b"""<!DOCTYPE html><html><body>
+    <a href="../../packages/demo-1.0.tar.gz#sha256=ABC" data-requires-python="&gt;=3.8"
+       data-yanked="" data-gpg-sig="true">demo-1.0.tar.gz</a>
+    <a href="https://files.example/demo-2.0-py3-none-any.whl#md5=123"
+       data-dist-info-metadata="sha256=def">demo-2.0-py3-none-any.whl</a>
+    </body></html>"""
+    page = simple.parse_project_html(body, PAGE, "Demo")
+    first, second = page.files
+    assert first.url == "https://index.example/packages/demo-1.0.tar.gz"
+    assert first.hashes == {"sha256": "abc"}
+    assert first.requires_python == ">=3.8"
+    assert first.yanked is True
+    assert first.gpg_sig is True
+    assert second.url == "https://files.example/demo-2.0-py3-none-any.whl"
+    assert second.hashes == {"md5": "123"}
+    assert second.core_metadata == {"sha256": "def"}
+    assert page.name == "demo"
+
+
+def test_html_base_tag_is_honoured():
+    body = b'<html><head><base href="https://mirror.example/x/"></head><a href="f-1.0.tar.gz">f-1.0.tar.gz</a></html>'
+    (entry,) = simple.parse_project_html(body, PAGE, "f").files
+    assert entry.url == "https://mirror.example/x/f-1.0.tar.gz"
+
+
+def test_json_parsing_keeps_pep_691_and_700_fields():
+    body = json.dumps({
+        "meta": {"api-version": "1.1"}, "name": "demo", "versions": ["1.0"],
+        "files": [{
+            "filename": "demo-1.0-py3-none-any.whl", "url": "../../f/demo-1.0-py3-none-any.whl",
+            "hashes": {"sha256": "AA"}, "requires-python": ">=3.9", "yanked": "bad",
+            "core-metadata": {"sha256": "bb"}, "gpg-sig": False, "size": 10,
+            "upload-time": "2024-01-01T00:00:00Z",
+        }],
+    }).encode()
+    page = simple.parse_project_json(body, PAGE, "demo")
+    (entry,) = page.files
+    assert entry.url == "https://index.example/f/demo-1.0-py3-none-any.whl"
+    assert entry.hashes == {"sha256": "aa"}
+    assert (entry.yanked, entry.size, entry.upload_time) == ("bad", 10, "2024-01-01T00:00:00Z")
+    assert page.versions == ("1.0",)
+
+
+def test_versions_are_derived_when_the_index_sends_none():
+    page = simple.ProjectPage("demo", (
+        simple.FileEntry("demo-1.0.tar.gz", "u1"),
+        simple.FileEntry("demo-1.0-py3-none-any.whl", "u2"),
+        simple.FileEntry("demo-2.0b1.zip", "u3"),
+    ))
+    assert page.to_json()["versions"] == ["1.0", "2.0b1"]
+
+
+def test_project_list_parsing_normalises_names():
+    html = b'<a href="/simple/Foo-Bar/">Foo_Bar</a><a href="/simple/x/">x</a>'
+    assert simple.parse_project_list(html, "text/html") == ("foo-bar", "x")
+    data = json.dumps({"meta": {}, "projects": [{"name": "A.B"}]}).encode()
+    assert simple.parse_project_list(data, simple.JSON_V1) == ("a-b",)
+
+
+hexes = st.text("0123456789abcdef", min_size=64, max_size=64)
+entries = st.builds(
+    simple.FileEntry,
+    filename=st.sampled_from(["demo-1.0.tar.gz", "demo-2.0-py3-none-any.whl", "demo-1.5.zip"]),
+    url=st.just("https://files.example/x"),
+    hashes=st.builds(lambda h: {"sha256": h}, hexes),
+    requires_python=st.none() | st.sampled_from([">=3.8", "<4,>=3.6", "!=3.0.*"]),
+    yanked=st.booleans() | st.text(st.characters(codec="utf-8", exclude_characters='\x00'), min_size=1, max_size=20),
+    core_metadata=st.booleans() | st.builds(lambda h: {"sha256": h}, hexes),
+    gpg_sig=st.none() | st.booleans(),
+)
+
+
+@given(st.lists(entries, max_size=5))
+def test_render_then_parse_is_lossless_in_both_formats(files):
+    page = simple.ProjectPage("demo", tuple(files))
+    url = lambda e: e.url  # noqa: E731
+    from_json = simple.parse_project_json(simple.render_project_json(page, url), PAGE, "demo")
+    assert from_json.files == page.files
+    from_html = simple.parse_project_html(simple.render_project_html(page, url), PAGE, "demo")
+    for parsed, original in zip(from_html.files, page.files, strict=True):
+        # HTML has no size/upload-time, and a yank reason of "" reads back as True.
+        assert parsed.hashes == original.hashes
+        assert parsed.requires_python == original.requires_python
+        assert bool(parsed.yanked) == bool(original.yanked)
+        if isinstance(original.yanked, str) and original.yanked.strip():
+            assert parsed.yanked == original.yanked
+        assert parsed.core_metadata == original.core_metadata
+        assert parsed.gpg_sig == original.gpg_sig
