@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest_twisted
 from twisted.internet import reactor, threads
+from twisted.internet.task import deferLater
 
 from conftest import pip_install
 
@@ -33,3 +34,67 @@ async def test_pip_installs_with_a_dependency_then_again_with_the_upstream_stopp
     assert "serving stale page for app" in proxy.log()
     # One line per upstream fetch: URL, status, bytes, seconds.
     assert f"upstream fetch {fake_index.url}app/ 200" in proxy.log()
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_does_not_read_does_not_grow_memory(twistd, fake_index, wheels, tmp_path):
+    import hashlib
+    import json
+    import socket
+    import urllib.request
+    from urllib.parse import urljoin
+
+    size = 80 * 1024 * 1024
+    built = wheels.wheel("big", "1.0", extra_bytes=size)
+    fake_index.add("big", built)
+    proxy = twistd(["--upstream", fake_index.url], name="memory")
+    await threads.deferToThread(proxy.wait_ready)
+
+    def page() -> str:
+        request = urllib.request.Request(proxy.url + "big/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return urljoin(proxy.url + "big/", json.load(response)["files"][0]["url"])
+
+    url = await threads.deferToThread(page)
+    before = rss_bytes(proxy.process.pid)
+    stalled = socket.create_connection(("127.0.0.1", proxy.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    path = url.split(str(proxy.port), 1)[1]
+    stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        cached = proxy.cache_dir / "files" / built.sha256[:2] / built.sha256
+        for _ in range(600):
+            if cached.exists():
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        assert cached.exists(), proxy.log()
+        grown = rss_bytes(proxy.process.pid) - before
+        assert grown < size / 4, f"RSS grew by {grown / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB file"
+
+        def read_all() -> bytes:
+            stalled.settimeout(30)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += stalled.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            digest = hashlib.sha256(body)
+            received = len(body)
+            while received < built.size:
+                chunk = stalled.recv(1 << 20)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                received += len(chunk)
+            return digest.hexdigest()
+
+        assert await threads.deferToThread(read_all) == built.sha256
+    finally:
+        stalled.close()
