@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IPushProducer
 
 from .simple import FileEntry
 from .stats import Stats
-from .upstream import UpstreamClient, UpstreamError
+from .upstream import UpstreamClient, UpstreamError, UpstreamResponse
 
 log = Logger()
 
@@ -327,6 +327,10 @@ class FileCache:
         if found is not None:
             self._stats.incr("cache_hits")
             return found
+        return await self.download(key, entry).when_started()
+
+    def download(self, key: str, entry: FileEntry) -> Download:
+        """The one download of a file: started now, or the one already running."""
         download = self._downloads.get(key)
         if download is None:
             if self._client is None:
@@ -337,7 +341,18 @@ class FileCache:
             finished.addBoth(lambda _: self._downloads.pop(key, None))
         else:
             self._stats.incr("download_joins")
-        return await download.when_started()
+        return download
+
+    async def upstream_range(self, entry: FileEntry, start: int, end: int) -> UpstreamResponse | None:
+        """Bytes ``[start, end)`` straight from the upstream, for a client that cannot wait
+        for the whole download (uv reading a wheel's METADATA); ``None`` if it has no ranges."""
+        assert self._client is not None
+        response = await self._client.get(entry.url, {"Range": f"bytes={start}-{end - 1}"})
+        if response.code != 206 or response.header("Content-Range") != f"bytes {start}-{end - 1}/{entry.size}":
+            response.abort()
+            return None
+        self._stats.incr("range_passthroughs")
+        return response
 
     async def metadata(self, key: str, entry: FileEntry) -> bytes | None:
         """PEP 658 metadata of a file, from the cache or the upstream (``None``: there is none)."""

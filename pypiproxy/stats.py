@@ -13,6 +13,7 @@ COUNTERS = {
     "cache_hits": "files served from the cache",
     "cache_misses": "files that had to be fetched from an upstream",
     "download_joins": "requests that joined a download already in progress",
+    "range_passthroughs": "cold range requests answered straight from the upstream",
     "bytes_served": "file bytes sent to clients",
     "bytes_fetched": "file bytes received from upstreams",
     "upstream_page_fetches": "index pages requested from upstreams",

@@ -256,7 +256,18 @@ class Files(Resource):
                 _file_headers(request, key, entry.size, hit=False)
                 request.setHeader(b"content-length", b"%d" % entry.size)
                 return b""
-            source = await self._files.fetch(key, entry)
+            wanted = _cold_range(request, key, entry)
+            if wanted is None:
+                source = await self._files.fetch(key, entry)
+            else:
+                download = self._files.download(key, entry)
+                if download.available() < wanted[1]:
+                    # uv reads a wheel's METADATA with ranges near its end: answer those
+                    # from the upstream now, while the whole file downloads for later.
+                    response = await self._files.upstream_range(entry, *wanted)
+                    if response is not None:
+                        return await _pipe_range(request, response, key, wanted, entry.size, self._stats)
+                source = await download.when_started()
         except UpstreamError as e:
             return _upstream_error(e)
         return serve_file(request, source, key, hit=isinstance(source, CachedFile), stats=self._stats)
@@ -272,6 +283,47 @@ class Files(Resource):
         except ProjectNotFound:
             return None
         return _entry_with_key(fresh.page, key, filename)
+
+
+# Larger ranges are answered from the download like whole files; small ones may pass through.
+PASSTHROUGH_LIMIT = 8 * 1024 * 1024
+
+
+def _cold_range(request: Request, key: str, entry: simple.FileEntry) -> tuple[int, int] | None:
+    """The single, small byte range a request for an uncached file asks for, if any."""
+    if entry.size is None or not _range_applies(request, f'"{key}"'):
+        return None
+    wanted = parse_range(request.getHeader(b"range"), entry.size)
+    if isinstance(wanted, tuple) and wanted[1] - wanted[0] <= PASSTHROUGH_LIMIT:
+        return wanted
+    return None
+
+
+async def _pipe_range(
+    request: Request, response, key: str, wanted: tuple[int, int], size: int, stats: Stats
+) -> bytes | None:
+    """Send an upstream's 206 on to the client; a broken one aborts the client too."""
+    start, end = wanted
+    _file_headers(request, key, size, hit=False)
+    request.setResponseCode(http.PARTIAL_CONTENT)
+    request.setHeader(b"content-range", b"bytes %d-%d/%d" % (start, end - 1, size))
+    request.setHeader(b"content-length", b"%d" % (end - start))
+    if request.method == b"HEAD":
+        response.abort()
+        return b""
+
+    def write(data: bytes) -> None:
+        if not (request._disconnected or request.finished):
+            stats.incr("bytes_served", len(data))
+            request.write(data)
+
+    try:
+        await response.stream(write)
+    except UpstreamError:
+        if request.transport is not None:
+            request.transport.abortConnection()
+        return None
+    return b""
 
 
 def _entry_with_key(page: simple.ProjectPage | None, key: str, filename: str) -> simple.FileEntry | None:

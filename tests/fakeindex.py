@@ -887,8 +887,9 @@ class FakeIndex:
                 ex.finish()
             return NOT_DONE_YET
 
+        # Chunk by the whole file's size: like a slow link, a small range comes quickly.
         chunks = max(1, self.slow_chunks)
-        step = max(1, -(-len(body) // chunks))
+        step = max(1, -(-len(data) // chunks))
         if behaviour == "slow":
             self._send_slowly(ex, body, 0, step)
         elif behaviour == "die":

@@ -100,7 +100,25 @@ async def test_ranges_and_if_range(proxy, fake_index, wheels, warm):
     response, _ = await proxy.get(path, {"Range": f"bytes={built.size + 10}-"})
     assert response.code == 416
     assert header(response, "Content-Range") == f"bytes */{built.size}"
-    assert fake_index.count(f"/files/demo/{built.filename}", "GET") == 1
+    whole = [r for r in fake_index.requests if r.path.endswith(built.filename) and "range" not in r.headers]
+    assert len(whole) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_cold_range_does_not_wait_for_the_whole_download(proxy, fake_index, wheels):
+    built = wheels.wheel("demo", "1.0", extra_bytes=400_000)
+    fake_index.add("demo", built, behaviour="slow")
+    fake_index.slow_chunks, fake_index.slow_delay = 10, 0.3  # about 3 s for the whole file
+    path = await file_path(proxy, "demo", built.filename)
+    started = reactor.seconds()
+    response, body = await proxy.get(path, {"Range": "bytes=-2000"})
+    assert response.code == 206 and body == built.data[-2000:]
+    assert reactor.seconds() - started < 1.5
+    assert proxy.stats["range_passthroughs"] == 1
+    # Meanwhile the whole file is being cached for the download that follows.
+    response, body = await proxy.get(path)
+    assert body == built.data
+    assert [p.name for p in proxy.store.files.rglob("*") if p.is_file()] == [built.sha256]
 
 
 @pytest_twisted.ensureDeferred
@@ -190,7 +208,7 @@ async def test_broken_download_aborts_every_client_and_caches_nothing(proxy, fak
     assert cached_files(proxy) == []
     assert temporaries(proxy) == []
     if behaviour == "wrong-hash":
-        assert proxy.stats["hash_mismatches"] == 1
+        assert proxy.stats["hash_mismatches"] >= 1  # a late client may have tried anew
     # The next request tries again (and, with the upstream mended, succeeds).
     fake_index.entry(built.filename).behaviour = "ok"
     response, body = await proxy.get(path)
