@@ -14,6 +14,7 @@ import re
 import shutil
 import socket
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -90,6 +91,22 @@ class FileStore:
         with open(temporary, "wb") as f:
             f.write(data)
         self.commit(temporary, final)
+
+    def extract_metadata(self, key: str) -> bytes | None:
+        """Copy a cached wheel's METADATA beside it (in a thread), for PEP 658 clients."""
+        try:
+            with zipfile.ZipFile(self.path(key)) as wheel:
+                names = [
+                    n for n in wheel.namelist()
+                    if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+                ]
+                if len(names) != 1:
+                    return None
+                data = wheel.read(names[0])
+        except (OSError, zipfile.BadZipFile, KeyError):
+            return None
+        self.write(self.metadata_path(key), data)
+        return data
 
     def clean_leftovers(self) -> list[Path]:
         """Remove temporaries of processes on this host that no longer run (crashed)."""
@@ -316,6 +333,26 @@ class FileCache:
         self._client = client
         self._stats = stats
         self._downloads: dict[str, Download] = {}
+        # sha256 of the METADATA we hold for wheels whose index offers none (None: we have none)
+        self._local_metadata: dict[str, str | None] = {}
+        # Bumped whenever such metadata appears, so pages announcing it are rendered anew.
+        self.metadata_generation = 0
+
+    def local_metadata(self, key: str) -> str | None:
+        """The sha256 of the METADATA we can serve for a cached wheel, if any."""
+        if key not in self._local_metadata:
+            try:
+                data = self.store.metadata_path(key).read_bytes()
+            except OSError:
+                self._local_metadata[key] = None
+            else:
+                self._local_metadata[key] = hashlib.sha256(data).hexdigest()
+        return self._local_metadata[key]
+
+    def _remember_metadata(self, key: str, data: bytes | None) -> None:
+        if data is not None:
+            self._local_metadata[key] = hashlib.sha256(data).hexdigest()
+            self.metadata_generation += 1
 
     def cached(self, key: str) -> CachedFile | None:
         size = self.store.size(key)
@@ -339,6 +376,12 @@ class FileCache:
             download = self._downloads[key] = Download(key, entry, self.store, self._stats)
             finished = defer.ensureDeferred(download.run(self._client))
             finished.addBoth(lambda _: self._downloads.pop(key, None))
+            if entry.filename.endswith(".whl") and not entry.core_metadata:
+                download.when_done().addCallback(
+                    lambda _: threads.deferToThread(self.store.extract_metadata, key)
+                ).addCallback(lambda data: self._remember_metadata(key, data)).addErrback(
+                    lambda _: None
+                )
         else:
             self._stats.incr("download_joins")
         return download
@@ -361,7 +404,13 @@ class FileCache:
             return path.read_bytes()
         except FileNotFoundError:
             pass
-        if not entry.core_metadata or self._client is None:
+        if not entry.core_metadata:
+            if entry.filename.endswith(".whl") and self.cached(key) is not None:
+                data = await threads.deferToThread(self.store.extract_metadata, key)
+                self._remember_metadata(key, data)
+                return data
+            return None
+        if self._client is None:
             return None
         response = await self._client.get(entry.url + ".metadata")
         if response.code == 404:

@@ -92,12 +92,22 @@ class CachedPage:
     etag: str | None = None
     last_modified: str | None = None
     retry_at: float = 0.0
-    _rendered: RenderedPage | None = field(default=None, repr=False)
+    _rendered: tuple[int, RenderedPage] | None = field(default=None, repr=False)
 
-    def rendered(self, file_url: simple.FileURL) -> RenderedPage:
-        if self._rendered is None:
-            self._rendered = render_page(self.page, file_url)
-        return self._rendered
+    def rendered(
+        self,
+        file_url: simple.FileURL,
+        decorate: Callable[[simple.FileEntry], simple.FileEntry] | None = None,
+        generation: int = 0,
+    ) -> RenderedPage:
+        """The page's bodies, each entry passed through ``decorate`` first; rendered anew
+        when ``generation`` (what ``decorate`` knows) changes."""
+        if self._rendered is None or self._rendered[0] != generation:
+            page = self.page
+            if decorate is not None:
+                page = simple.with_files(page, map(decorate, page.files))
+            self._rendered = (generation, render_page(page, file_url))
+        return self._rendered[1]
 
     def to_storage(self) -> dict:
         return {

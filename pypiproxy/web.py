@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Coroutine
 from urllib.parse import quote
@@ -24,6 +24,25 @@ from .stats import Stats
 from .upstream import UpstreamError
 
 log = Logger()
+
+
+@dataclass(frozen=True)
+class Components:
+    """What the resources answer from; built once by the service."""
+
+    pages: PageCache
+    files: FileCache
+    stats: Stats
+    ttl: float
+
+    def announce_local_metadata(self, entry: simple.FileEntry) -> simple.FileEntry:
+        """A cached wheel's METADATA is offered (PEP 658) even where the upstream had none,
+        so every tier below resolves without opening wheels."""
+        if entry.core_metadata or not entry.filename.endswith(".whl"):
+            return entry
+        digest = self.files.local_metadata(cache_key(entry))
+        return replace(entry, core_metadata={"sha256": digest}) if digest else entry
+
 
 VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 FILE_CACHE_CONTROL = b"max-age=31536000, immutable"
@@ -142,17 +161,15 @@ class StatsPage(_Endpoint):
 class ProjectList(Resource):
     """``/simple/``: every project the upstreams list."""
 
-    def __init__(self, pages: PageCache, stats: Stats, ttl: float) -> None:
+    def __init__(self, components: Components) -> None:
         super().__init__()
-        self._pages = pages
-        self._stats = stats
-        self._ttl = ttl
+        self._components = components
         self._rendered: tuple[tuple[str, ...], RenderedPage] | None = None
 
     def getChild(self, path: bytes, request: Request) -> IResource:
         if path == b"":
             return self
-        return ProjectPage(path, self._pages, self._stats, self._ttl)
+        return ProjectPage(path, self._components)
 
     def render_GET(self, request: Request) -> int:
         if not request.path.endswith(b"/"):
@@ -160,14 +177,15 @@ class ProjectList(Resource):
         return _render_async(request, self._answer(request))
 
     async def _answer(self, request: Request) -> IResource | bytes:
-        self._stats.incr("page_requests")
+        components = self._components
+        components.stats.incr("page_requests")
         try:
-            names = await self._pages.project_names()
+            names = await components.pages.project_names()
         except UpstreamError as e:
             return _upstream_error(e)
         if self._rendered is None or self._rendered[0] is not names:
             self._rendered = (names, render_names(sorted(names)))
-        return serve_index(request, self._rendered[1], f"public, max-age={int(self._ttl)}")
+        return serve_index(request, self._rendered[1], f"public, max-age={int(components.ttl)}")
 
 
 class ProjectPage(Resource):
@@ -175,12 +193,10 @@ class ProjectPage(Resource):
 
     isLeaf = True
 
-    def __init__(self, segment: bytes, pages: PageCache, stats: Stats, ttl: float) -> None:
+    def __init__(self, segment: bytes, components: Components) -> None:
         super().__init__()
         self._segment = segment
-        self._pages = pages
-        self._stats = stats
-        self._ttl = ttl
+        self._components = components
 
     def render_GET(self, request: Request) -> int | bytes:
         name = self._segment.decode("utf-8", "replace")
@@ -197,15 +213,18 @@ class ProjectPage(Resource):
         return _render_async(request, self._answer(request, normalised))
 
     async def _answer(self, request: Request, name: str) -> IResource | bytes:
-        self._stats.incr("page_requests")
+        components = self._components
+        components.stats.incr("page_requests")
         try:
-            cached = await self._pages.project(name)
+            cached = await components.pages.project(name)
         except ProjectNotFound:
             return not_found(f"no project named {name!r}")
         except UpstreamError as e:
             return _upstream_error(e)
-        rendered = cached.rendered(file_url(name))
-        return serve_index(request, rendered, f"public, max-age={int(self._ttl)}")
+        rendered = cached.rendered(
+            file_url(name), components.announce_local_metadata, components.files.metadata_generation
+        )
+        return serve_index(request, rendered, f"public, max-age={int(components.ttl)}")
 
 
 class Files(Resource):
@@ -213,11 +232,11 @@ class Files(Resource):
 
     isLeaf = True
 
-    def __init__(self, pages: PageCache, files: FileCache, stats: Stats) -> None:
+    def __init__(self, components: Components) -> None:
         super().__init__()
-        self._pages = pages
-        self._files = files
-        self._stats = stats
+        self._pages = components.pages
+        self._files = components.files
+        self._stats = components.stats
 
     def render_GET(self, request: Request) -> int | bytes:
         if len(request.postpath) != 3:
@@ -429,14 +448,14 @@ def _redirect(request: Request, location: bytes) -> bytes:
 
 
 class Root(Resource):
-    def __init__(self, pages: PageCache, files: FileCache, stats: Stats, ttl: float) -> None:
+    def __init__(self, components: Components) -> None:
         super().__init__()
-        self._stats = stats
-        self.putChild(b"simple", ProjectList(pages, stats, ttl))
-        self.putChild(b"files", Files(pages, files, stats))
+        self._stats = components.stats
+        self.putChild(b"simple", ProjectList(components))
+        self.putChild(b"files", Files(components))
         self.putChild(b"+health", Health())
-        self.putChild(b"+stats", StatsPage(stats, prometheus=False))
-        self.putChild(b"+metrics", StatsPage(stats, prometheus=True))
+        self.putChild(b"+stats", StatsPage(components.stats, prometheus=False))
+        self.putChild(b"+metrics", StatsPage(components.stats, prometheus=True))
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
         self._stats.incr("requests")
@@ -451,3 +470,7 @@ class Root(Resource):
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return b'<!DOCTYPE html><html><body><a href="simple/">simple index</a></body></html>\n'
+
+    def render_POST(self, request: Request) -> int | bytes:
+        # Uploads: twine and `uv publish` post to /legacy/ or to the root, as users configure.
+        return self.getChildWithDefault(b"legacy", request).render(request)

@@ -288,3 +288,25 @@ async def test_crash_leftovers_are_removed_at_start(make_proxy, fake_index, tmp_
     assert dead in store.clean_leftovers()
     assert not dead.exists()
     assert store.tmp.exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cached_wheels_announce_their_metadata_where_the_upstream_had_none(proxy, fake_index, wheels):
+    built = wheels.wheel("demo", "1.0", requires_dist=["dep>=2"])
+    fake_index.add("demo", built, metadata=False)
+    path = await file_path(proxy, "demo", built.filename)
+    _, page = await proxy.get("simple/demo/", {"Accept": JSON})
+    assert "core-metadata" not in json.loads(page)["files"][0]
+    response, _ = await proxy.get(path + ".metadata")
+    assert response.code == 404
+
+    await proxy.get(path)
+    await wait_until(lambda: proxy.store.metadata_path(built.sha256).exists())
+    response, page = await proxy.get("simple/demo/", {"Accept": JSON})
+    (entry,) = json.loads(page)["files"]
+    assert entry["core-metadata"] == {"sha256": built.metadata_sha256}
+    _, html = await proxy.get("simple/demo/", {"Accept": "text/html"})
+    assert f'data-core-metadata="sha256={built.metadata_sha256}"'.encode() in html
+    response, body = await proxy.get(path + ".metadata")
+    assert response.code == 200 and body == built.metadata
+    assert fake_index.count(".metadata") == 0
