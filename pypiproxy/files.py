@@ -328,10 +328,13 @@ class Download:
 class FileCache:
     """Answers "where do I read this file from": the store, or the one download of it."""
 
-    def __init__(self, store: FileStore, client: UpstreamClient | None, stats: Stats) -> None:
+    def __init__(
+        self, store: FileStore, client: UpstreamClient | None, stats: Stats, budget=None
+    ) -> None:
         self.store = store
         self._client = client
         self._stats = stats
+        self._budget = budget  # an eviction.LRUBudget, told of every use
         self._downloads: dict[str, Download] = {}
         # sha256 of the METADATA we hold for wheels whose index offers none (None: we have none)
         self._local_metadata: dict[str, str | None] = {}
@@ -356,7 +359,11 @@ class FileCache:
 
     def cached(self, key: str) -> CachedFile | None:
         size = self.store.size(key)
-        return CachedFile(self.store.path(key), size) if size is not None else None
+        if size is None:
+            return None
+        if self._budget is not None:
+            self._budget.used(key, size)
+        return CachedFile(self.store.path(key), size)
 
     async def fetch(self, key: str, entry: FileEntry) -> Source:
         """The file from the cache, or a download of it (joined if one is running)."""
@@ -376,6 +383,10 @@ class FileCache:
             download = self._downloads[key] = Download(key, entry, self.store, self._stats)
             finished = defer.ensureDeferred(download.run(self._client))
             finished.addBoth(lambda _: self._downloads.pop(key, None))
+            if self._budget is not None:
+                download.when_done().addCallback(
+                    lambda _: self._budget.used(key, download.written)
+                ).addErrback(lambda _: None)
             if entry.filename.endswith(".whl") and not entry.core_metadata:
                 download.when_done().addCallback(
                     lambda _: threads.deferToThread(self.store.extract_metadata, key)

@@ -144,7 +144,9 @@ async def start_proxy(cache_dir: Path, upstreams: list[str], pool_holder: list, 
     )
     settings.update(overrides)
     config = Config(**settings)
-    site, store, client = build_site(config, reactor)
+    site, store, client, budget = build_site(config, reactor)
+    if budget is not None:
+        budget.load(budget.scan())
     site.noisy = False
     from twisted.protocols.policies import WrappingFactory
 

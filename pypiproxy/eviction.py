@@ -1,0 +1,88 @@
+"""Least-recently-used eviction of cached upstream files, to stay under --max-cache-size.
+
+Private uploads live outside the file cache, so they are never candidates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+from twisted.logger import Logger
+
+from .files import KEY, FileStore
+from .stats import Stats
+
+log = Logger()
+
+# Recording a use costs a utime(); once an hour per file is enough to order them.
+TOUCH_INTERVAL = 3600.0
+
+
+class LRUBudget:
+    """Keeps the cached files' total size under a limit, dropping the least recently used.
+
+    The order survives restarts as the files' modification times, which we bump on use.
+    """
+
+    def __init__(self, store: FileStore, limit: int, stats: Stats, clock) -> None:
+        self._store = store
+        self._limit = limit
+        self._stats = stats
+        self._clock = clock
+        self._sizes: OrderedDict[str, int] = OrderedDict()  # least recently used first
+        self._touched: dict[str, float] = {}
+        self.total = 0
+
+    def scan(self) -> list[tuple[float, str, int]]:
+        """What is in the cache, oldest use first (run in a thread at start)."""
+        found = []
+        for folder in self._store.files.iterdir():
+            for path in folder.iterdir():
+                if KEY.match(path.name):
+                    try:
+                        stat = path.stat()
+                    except OSError:
+                        continue
+                    found.append((stat.st_mtime, path.name, stat.st_size))
+        found.sort()
+        return found
+
+    def load(self, found: list[tuple[float, str, int]]) -> None:
+        for _mtime, key, size in found:
+            if key not in self._sizes:
+                self._sizes[key] = size
+                self.total += size
+        self._evict(keep=None)
+
+    def used(self, key: str, size: int) -> None:
+        """A file was served or has just been cached."""
+        if key in self._sizes:
+            self._sizes.move_to_end(key)
+        else:
+            self._sizes[key] = size
+            self.total += size
+        now = self._clock.seconds()
+        if now - self._touched.get(key, 0.0) > TOUCH_INTERVAL:
+            self._touched[key] = now
+            try:
+                os.utime(self._store.path(key))
+            except OSError:
+                pass
+        self._evict(keep=key)
+
+    def _evict(self, keep: str | None) -> None:
+        while self.total > self._limit and self._sizes:
+            key, size = next(iter(self._sizes.items()))
+            if key == keep:
+                break  # the newest file alone is over the limit: keep it rather than thrash
+            del self._sizes[key]
+            self._touched.pop(key, None)
+            self.total -= size
+            for path in (self._store.path(key), self._store.metadata_path(key)):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            self._stats.incr("evictions")
+            log.info("evicted {key} ({bytes} bytes) to stay under the cache limit", key=key, bytes=size)

@@ -1,0 +1,61 @@
+"""--max-cache-size: least recently used upstream files go first; the limit holds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+from test_files import file_path
+
+
+async def settle() -> None:
+    # Budget bookkeeping follows the download's commit by a reactor turn or two.
+    for _ in range(50):
+        await deferLater(reactor, 0.02, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_least_recently_used_files_are_evicted_to_stay_under_the_limit(make_proxy, fake_index, wheels):
+    files = [wheels.wheel(f"p{i}", "1.0", extra_bytes=100_000) for i in range(4)]
+    for built in files:
+        fake_index.add(built.name, built)
+    limit = int(2.5 * files[0].size)
+    proxy = await make_proxy(fake_index.url, max_cache_size=limit)
+    paths = [await file_path(proxy, built.name, built.filename) for built in files]
+
+    for path in paths[:2]:
+        await proxy.get(path)
+    await settle()
+    await proxy.get(paths[0])  # p0 is now more recently used than p1
+    await proxy.get(paths[2])
+    await settle()
+    cached = {p.name for p in proxy.store.files.rglob("*") if p.is_file()}
+    assert cached == {files[0].sha256, files[2].sha256}
+    assert proxy.stats["evictions"] == 1
+    total = sum(p.stat().st_size for p in proxy.store.files.rglob("*") if p.is_file())
+    assert total <= limit
+
+    # An evicted file comes back from the upstream, whole.
+    response, body = await proxy.get(paths[1])
+    assert body == files[1].data
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_limit_is_applied_to_what_a_restart_finds(make_proxy, fake_index, wheels, tmp_path):
+    files = [wheels.wheel(f"q{i}", "1.0", extra_bytes=50_000) for i in range(3)]
+    for built in files:
+        fake_index.add(built.name, built)
+    first = await make_proxy(fake_index.url, cache_dir=tmp_path / "shared")
+    for built in files:
+        await first.get(await file_path(first, built.name, built.filename))
+    await settle()
+    # Oldest use first: q0, then q1, then q2.
+    for age, built in zip((300, 200, 100), files):
+        path = first.store.path(built.sha256)
+        os.utime(path, (path.stat().st_atime - age, path.stat().st_mtime - age))
+    second = await make_proxy(fake_index.url, cache_dir=tmp_path / "shared", max_cache_size=files[0].size + 10)
+    cached = {p.name for p in second.store.files.rglob("*") if p.is_file()}
+    assert cached == {files[2].sha256}
