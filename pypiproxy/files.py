@@ -75,6 +75,10 @@ class FileStore:
         except OSError:
             return None
 
+    def create(self, path: Path) -> BinaryIO:
+        """A temporary file to download into, unbuffered so readers see every write."""
+        return open(path, "wb", buffering=0)
+
     def temporary(self, key: str) -> Path:
         return self.tmp / f"{key}.{os.urandom(4).hex()}.part"
 
@@ -88,9 +92,12 @@ class FileStore:
     def write(self, final: Path, data: bytes) -> None:
         """Write a small file atomically."""
         temporary = self.temporary(final.name)
-        with open(temporary, "wb") as f:
-            f.write(data)
-        self.commit(temporary, final)
+        try:
+            with open(temporary, "wb") as f:
+                f.write(data)
+            self.commit(temporary, final)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def extract_metadata(self, key: str) -> bytes | None:
         """Copy a cached wheel's METADATA beside it (in a thread), for PEP 658 clients."""
@@ -184,7 +191,7 @@ class Download:
         self.written = 0
         self._store = store
         self._stats = stats
-        self._file = open(self.path, "wb", buffering=0)
+        self._file: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self._others = {
             name: hashlib.new(name)
@@ -245,6 +252,7 @@ class Download:
 
     async def run(self, client: UpstreamClient) -> None:
         try:
+            self._file = self._store.create(self.path)
             response = await client.get(self.entry.url)
             if response.code != 200:
                 response.abort()
@@ -264,6 +272,7 @@ class Download:
             return
         self.path = self._store.path(self.key)
         self._state = "done"
+        self._stats.incr("files_cached")
         log.info(
             "cached {filename} ({bytes} bytes, sha256 {sha256})",
             filename=self.entry.filename,
@@ -308,7 +317,8 @@ class Download:
             filename=self.entry.filename,
             error=failure.getErrorMessage(),
         )
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -436,7 +446,10 @@ class FileCache:
                 if name in hashlib.algorithms_available and hashlib.new(name, data).hexdigest() != digest:
                     self._stats.incr("hash_mismatches")
                     raise HashMismatch(f"{entry.filename}.metadata: {name} does not match the index")
-        await threads.deferToThread(self.store.write, path, data)
+        try:
+            await threads.deferToThread(self.store.write, path, data)
+        except OSError as e:
+            log.warn("could not cache {path}: {error}", path=str(path), error=str(e))
         return data
 
 

@@ -266,7 +266,11 @@ class PageCache:
     async def _save(self, name: str, cached: CachedPage) -> None:
         self._remember(name, cached)
         data = json.dumps(cached.to_storage(), separators=(",", ":")).encode()
-        await threads.deferToThread(_write_atomically, self._path(name), data)
+        try:
+            await threads.deferToThread(_write_atomically, self._path(name), data)
+        except OSError as e:
+            # A full disk must not stop us answering: the page is served from memory.
+            log.warn("could not store the page of {project}: {error}", project=name, error=str(e))
 
     def _remember(self, name: str, cached: CachedPage) -> None:
         self._memory[name] = cached
@@ -315,6 +319,9 @@ class PageCache:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as f:
-        f.write(data)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

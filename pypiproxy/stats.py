@@ -12,6 +12,7 @@ COUNTERS = {
     "file_requests": "file and metadata requests",
     "cache_hits": "files served from the cache",
     "cache_misses": "files that had to be fetched from an upstream",
+    "files_cached": "upstream files downloaded, verified and stored",
     "download_joins": "requests that joined a download already in progress",
     "range_passthroughs": "cold range requests answered straight from the upstream",
     "bytes_served": "file bytes sent to clients",

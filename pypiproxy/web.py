@@ -373,6 +373,8 @@ def _file_headers(request: Request, key: str, length: int | None, hit: bool) -> 
 
 def serve_file(request: Request, source: Source, key: str, hit: bool, stats: Stats) -> IResource | bytes | None:
     """Send a file, whole or one range, from the cache or from its download in progress."""
+    if source.failed():
+        return error_page(502, "the upstream download failed")
     length = source.length
     _file_headers(request, key, length, hit)
     etag = f'"{key}"'
@@ -473,4 +475,4 @@ class Root(Resource):
 
     def render_POST(self, request: Request) -> int | bytes:
         # Uploads: twine and `uv publish` post to /legacy/ or to the root, as users configure.
-        return self.getChildWithDefault(b"legacy", request).render(request)
+        return (self.children.get(b"legacy") or not_found("no upload here")).render(request)
