@@ -461,7 +461,14 @@ class FileProducer:
     what the source says is available, and waits for ``progress()`` when it has caught up.
     """
 
-    def __init__(self, request, source: Source, start: int, end: int | None, stats: Stats) -> None:
+    # A client that takes nothing for this long is gone; its connection is closed.
+    stall_timeout = 300.0
+
+    def __init__(self, request, source: Source, start: int, end: int | None, stats: Stats, clock=None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._clock = clock
+        self._stall = None
         self._request = request
         self._source = source
         self._offset = start
@@ -483,13 +490,26 @@ class FileProducer:
 
     def pauseProducing(self) -> None:
         self._paused = True
+        if self._stall is None:
+            self._stall = self._clock.callLater(self.stall_timeout, self._stalled)
 
     def resumeProducing(self) -> None:
         self._paused = False
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         self._pump()
+
+    def _stalled(self) -> None:
+        self._stall = None
+        log.info("closing a connection that took no data for {seconds}s", seconds=self.stall_timeout)
+        self._abort()
 
     def stopProducing(self) -> None:
         """The client went away: the download (if any) goes on for the others."""
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         if not self._stopped:
             self._stopped = True
             self._source.unsubscribe(self)

@@ -310,3 +310,27 @@ async def test_cached_wheels_announce_their_metadata_where_the_upstream_had_none
     response, body = await proxy.get(path + ".metadata")
     assert response.code == 200 and body == built.metadata
     assert fake_index.count(".metadata") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_stops_reading_is_cut_off(proxy, fake_index, wheels, monkeypatch):
+    import socket
+
+    from pypiproxy.files import FileProducer
+
+    monkeypatch.setattr(FileProducer, "stall_timeout", 0.5)
+    built = wheels.wheel("demo", "1.0", extra_bytes=20_000_000)
+    fake_index.add("demo", built)
+    path = await file_path(proxy, "demo", built.filename)
+    await proxy.get(path)  # cached
+
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    stalled.connect(("127.0.0.1", proxy.port.getHost().port))
+    stalled.sendall(f"GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        await wait_until(lambda: not proxy.factory.protocols or all(
+            p.transport.disconnecting or not p.transport.connected for p in proxy.factory.protocols
+        ), timeout=10)
+    finally:
+        stalled.close()

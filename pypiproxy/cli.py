@@ -1,0 +1,46 @@
+"""The ``pypiproxy`` console script: picks the subcommand and hands over to its own module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Sequence
+from typing import NoReturn
+
+# (name, module, one-line help). A command module offers ``configure(parser)``, which adds
+# its options, and ``run(args) -> int``, which does the work and returns the exit status.
+# Modules are imported when the parser is built, so every command's --help is complete.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("warm", "pypiproxy.warm", "fill a proxy's cache from requirements files"),
+    ("verify", "pypiproxy.verify", "check every cached file against its hash; remove bad ones"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr and exit status 2, as the server's options promise."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(commands: Sequence[tuple[str, str, str]] = COMMANDS) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pypiproxy",
+        description="Commands of pypiproxy that are not the server (that is `twistd pypiproxy`).",
+    )
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name, summary in commands:
+        module = importlib.import_module(module_name)
+        command = subcommands.add_parser(name, help=summary, description=summary)
+        module.configure(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = build_parser().parse_args(argv)
+    raise SystemExit(args.run(args))
+
+
+if __name__ == "__main__":
+    main()
