@@ -80,7 +80,8 @@ class _BodyReader(Protocol):
 
     def __init__(self, write: Callable[[bytes], None], idle: float, clock: IReactorTime) -> None:
         self.write = write
-        self.finished: defer.Deferred[int] = defer.Deferred()
+        # Cancelling the reading closes the connection rather than leaving it to run.
+        self.finished: defer.Deferred[int] = defer.Deferred(lambda _: self.abort())
         self.received = 0
         self._idle = idle
         self._clock = clock
