@@ -12,6 +12,7 @@ from typing import NoReturn
 # Modules are imported when the parser is built, so every command's --help is complete.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("warm", "pypiproxy.warm", "fill a proxy's cache from requirements files"),
+    ("import", "pypiproxy.importer", "move private packages in from folders or another index"),
     ("verify", "pypiproxy.verify", "check every cached file against its hash; remove bad ones"),
 )
 

@@ -80,6 +80,9 @@ class FileStore:
         return open(path, "wb", buffering=0)
 
     def temporary(self, key: str) -> Path:
+        # Made again if need be: a process on another host sharing the directory removes
+        # a folder left untouched for a day, not knowing whether its process still runs.
+        self.tmp.mkdir(parents=True, exist_ok=True)
         return self.tmp / f"{key}.{os.urandom(4).hex()}.part"
 
     def commit(self, temporary: Path, final: Path) -> None:
@@ -116,14 +119,26 @@ class FileStore:
         return data
 
     def clean_leftovers(self) -> list[Path]:
-        """Remove temporaries of processes on this host that no longer run (crashed)."""
+        """Remove temporaries of processes on this host that no longer run (crashed), and
+        any folder untouched for a day (another host's, or a reused pid's). At start only."""
         removed = []
         host = socket.gethostname()
         for folder in self._tmp_root.iterdir():
             if folder == self.tmp:
+                # Ours by name, yet written before we started: a container restarted in
+                # place comes back with the host name and pid of the process that crashed.
+                leftovers = list(folder.iterdir())
+                for leftover in leftovers:
+                    leftover.unlink(missing_ok=True)
+                if leftovers:
+                    removed.append(folder)
                 continue
             owner, _, pid = folder.name.rpartition(".")
-            stale = time.time() - folder.stat().st_mtime > 86400
+            try:
+                stale = time.time() - folder.stat().st_mtime > 86400
+            except OSError:
+                continue  # another process starting at the same time removed it
+            # A live process whose quiet folder goes makes it again (see temporary()).
             if stale or (owner == host and not _alive(pid)):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
@@ -346,21 +361,23 @@ class FileCache:
         self._stats = stats
         self._budget = budget  # an eviction.LRUBudget, told of every use
         self._downloads: dict[str, Download] = {}
-        # sha256 of the METADATA we hold for wheels whose index offers none (None: we have none)
-        self._local_metadata: dict[str, str | None] = {}
+        # sha256 of the METADATA we hold for wheels whose index offers none
+        self._local_metadata: dict[str, str] = {}
         # Bumped whenever such metadata appears, so pages announcing it are rendered anew.
         self.metadata_generation = 0
 
     def local_metadata(self, key: str) -> str | None:
         """The sha256 of the METADATA we can serve for a cached wheel, if any."""
-        if key not in self._local_metadata:
+        known = self._local_metadata.get(key)
+        if known is None:
+            # Not remembered when absent: another process sharing the cache directory may
+            # extract it later, and pages rendered anew (at the latest after the TTL) show it.
             try:
                 data = self.store.metadata_path(key).read_bytes()
             except OSError:
-                self._local_metadata[key] = None
-            else:
-                self._local_metadata[key] = hashlib.sha256(data).hexdigest()
-        return self._local_metadata[key]
+                return None
+            known = self._local_metadata[key] = hashlib.sha256(data).hexdigest()
+        return known
 
     def _remember_metadata(self, key: str, data: bytes | None) -> None:
         if data is not None:

@@ -184,15 +184,27 @@ class Options(usage.Options):
             except ValueError:
                 raise ValueError(f"--allow-from: not a network: {cidr!r}") from None
         max_cache = self["max-cache-size"]
+        htpasswd = self["htpasswd"] and _readable_file("--htpasswd", self["htpasswd"])
+        if htpasswd:
+            from .auth import load_htpasswd
+
+            load_htpasswd(htpasswd)  # a hash we cannot check is an error now, naming its line
+        elif self["auth"] == "all":
+            raise ValueError("--auth all needs --htpasswd FILE (the users who may log in)")
+        upstream_ca = self["upstream-ca"] and _readable_file("--upstream-ca", self["upstream-ca"])
+        if upstream_ca:
+            from .upstream import _trust_root
+
+            _trust_root(upstream_ca)  # a file without a PEM certificate is an error now
         return Config(
             listen=listen,
             upstreams=() if no_upstream else upstreams,
             cache_dir=Path(self["cache-dir"]),
             index_ttl=_non_negative(self["index-ttl"]),
             offline=offline,
-            upstream_ca=self["upstream-ca"] and _readable_file("--upstream-ca", self["upstream-ca"]),
+            upstream_ca=upstream_ca,
             upstream_timeout=_positive_number("--upstream-timeout", self["upstream-timeout"]),
-            htpasswd=self["htpasswd"] and _readable_file("--htpasswd", self["htpasswd"]),
+            htpasswd=htpasswd,
             auth=self["auth"],
             allow_anonymous_upload=self["allow-anonymous-upload"],
             allow_from=tuple(allow_from),

@@ -7,10 +7,12 @@ from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from .auth import site_for
 from .eviction import LRUBudget
 from .files import FileCache, FileStore
 from .options import Config, Options
 from .pages import PageCache
+from .private import PrivateFiles, PrivatePages, PrivateStore, Upload, UploadRequest
 from .stats import Stats
 from .upstream import UpstreamClient
 from .web import Components, Root
@@ -60,14 +62,24 @@ def build_site(config: Config, reactor) -> tuple[Site, FileStore, UpstreamClient
     if config.upstreams and not config.offline:
         client = UpstreamClient(reactor, config.upstreams, config.upstream_timeout, config.upstream_ca)
     cache_dir = config.cache_dir
-    pages = PageCache(cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats)
     store = FileStore(cache_dir)
+    # The private tier answers first: a private name never shows the upstream's files.
+    private = PrivateStore(cache_dir / "private", store.temporary)
+    private.repair()
+    pages = PrivatePages(
+        PageCache(cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats),
+        private,
+        reactor,
+    )
     budget = None
     if config.max_cache_size is not None:
         budget = LRUBudget(store, config.max_cache_size, stats, reactor)
-    files = FileCache(store, client, stats, budget)
+    files = PrivateFiles(FileCache(store, client, stats, budget), private)
     root = Root(Components(pages=pages, files=files, stats=stats, ttl=config.index_ttl))
-    site = Site(root)
+    root.putChild(b"legacy", Upload(private, stats))
+    site = site_for(
+        root, config, reactor, requestFactory=UploadRequest.factory(config.max_upload_size, store.temporary)
+    )
     return site, store, client, budget
 
 

@@ -119,6 +119,9 @@ def serve_index(request: Request, rendered: RenderedPage, cache_control: str) ->
     form = rendered.get(fmt, gzipped)
     request.setHeader(b"content-type", content_type.encode() + (b"; charset=utf-8" if fmt == "html" else b""))
     request.setHeader(b"etag", form.etag.encode())
+    if request.getHeader(b"authorization") is not None:
+        # Seen through a login: "public" would let a shared cache in front hand it to anyone.
+        cache_control = cache_control.replace("public", "private")
     request.setHeader(b"cache-control", cache_control.encode())
     if gzipped:
         request.setHeader(b"content-encoding", b"gzip")

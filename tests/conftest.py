@@ -24,6 +24,8 @@ def clean_client_env() -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if not key.upper().startswith(("PIP_", "UV_"))
+        # requests (in pip and twine) lets these override an explicit --cert.
+        and key.upper() not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
     }
     env.update(
         PIP_CONFIG_FILE=os.devnull,

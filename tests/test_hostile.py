@@ -16,7 +16,7 @@ SEGMENTS = st.one_of(
     st.integers(min_value=1, max_value=5000).map(lambda n: "n" * n),
 )
 PATHS = st.lists(SEGMENTS, min_size=0, max_size=6).map(lambda parts: "/" + "/".join(parts))
-METHODS = st.sampled_from(["GET", "HEAD", "POST"])
+METHODS = st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "FOO"])
 HEADERS = st.dictionaries(
     st.sampled_from(["Accept", "Accept-Encoding", "Range", "If-Range", "If-None-Match",
                      "Content-Type", "Authorization", "X-Junk", "Cache-Control"]),

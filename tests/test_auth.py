@@ -1,0 +1,182 @@
+"""Logins (htpasswd through twisted.cred), --auth upload|all, uploads without users, --allow-from."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import bcrypt
+import pytest
+import pytest_twisted
+import treq
+from twisted.cred import credentials, error
+from twisted.internet import defer, task
+from twisted.logger import formatEvent, globalLogPublisher
+
+from fakeindex import build_wheel
+from test_private import upload
+
+from pypiproxy.auth import HtpasswdChecker, HtpasswdError, load_htpasswd
+from pypiproxy.options import Options
+
+
+def bcrypt_hash(password: str, prefix: str = "$2b$") -> str:
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    return prefix + hashed[4:]
+
+
+@pytest.fixture
+def users(tmp_path):
+    path = tmp_path / "htpasswd"
+    path.write_text(f"# our users\n\nalice:{bcrypt_hash('in-wonderland', '$2y$')}\nbob:{bcrypt_hash('builder')}\n")
+    return path
+
+
+def test_htpasswd_with_bcrypt_hashes_loads(users):
+    assert sorted(load_htpasswd(users)) == ["alice", "bob"]
+
+
+@pytest.mark.parametrize(
+    "hashed, kind",
+    [
+        ("$apr1$Xz1CJv2c$8qLLuAwoX2SkydSBfTkVr/", "Apache MD5"),
+        ("{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "SHA-1"),
+        ("rqXexS6ZhobKA", "crypt"),
+        ("plain-text", "plain text"),
+    ],
+)
+def test_other_hashes_are_refused_naming_user_and_line(tmp_path, hashed, kind):
+    path = tmp_path / "htpasswd"
+    path.write_text(f"alice:{bcrypt_hash('x')}\ncarol:{hashed}\n")
+    with pytest.raises(HtpasswdError) as refused:
+        load_htpasswd(path)
+    message = str(refused.value)
+    assert "line 2" in message and "'carol'" in message and kind in message
+    assert hashed not in message
+
+
+def test_the_server_refuses_to_start_with_one_clear_line(tmp_path, capsys):
+    path = tmp_path / "htpasswd"
+    path.write_text("dave:$apr1$Xz1CJv2c$8qLLuAwoX2SkydSBfTkVr/\n")
+    for argv in (["--no-upstream", "--htpasswd", str(path)], ["--no-upstream", "--auth", "all"]):
+        with pytest.raises(SystemExit) as exited:
+            Options().parseOptions(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("pypiproxy: error: ")
+    assert "--auth all needs --htpasswd" in err
+
+
+def test_a_verified_login_is_remembered_for_a_while_and_a_new_password_voids_it(tmp_path, users):
+    clock = task.Clock()
+    calls = []
+
+    def verify(password: bytes, hashed: bytes) -> bool:
+        calls.append(password)
+        return bcrypt.checkpw(password, hashed)
+
+    checker = HtpasswdChecker(users, clock, verify=verify, to_thread=lambda f, *a: defer.maybeDeferred(f, *a))
+
+    def login(user: str, password: str):
+        d = checker.requestAvatarId(credentials.UsernamePassword(user.encode(), password.encode()))
+        results = []
+        d.addBoth(results.append)
+        return results[0]
+
+    assert login("alice", "in-wonderland") == b"alice"
+    assert login("alice", "in-wonderland") == b"alice"
+    assert len(calls) == 1
+    assert login("alice", "wrong").check(error.UnauthorizedLogin)
+    assert login("nobody", "in-wonderland").check(error.UnauthorizedLogin)
+    assert len(calls) == 2  # an unknown user costs no bcrypt
+    assert login("alice", "x" * 100).check(error.UnauthorizedLogin)  # over bcrypt's 72 bytes
+    clock.advance(301)
+    assert login("alice", "in-wonderland") == b"alice"
+    assert len(calls) == 4
+    # The file changes (a new password for alice): the old one is no longer good.
+    users.write_text(f"alice:{bcrypt_hash('through-the-looking-glass')}\n")
+    os.utime(users, ns=(0, 0))
+    assert login("alice", "in-wonderland").check(error.UnauthorizedLogin)
+    assert login("alice", "through-the-looking-glass") == b"alice"
+
+
+class LogCapture:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, event) -> None:
+        self.lines.append(formatEvent(event))
+
+
+@pytest.fixture
+def logged():
+    capture = LogCapture()
+    globalLogPublisher.addObserver(capture)
+    yield capture.lines
+    globalLogPublisher.removeObserver(capture)
+
+
+async def get(proxy, path: str, auth=None):
+    response = await treq.get(proxy.root_url + path, auth=auth, persistent=False)
+    return response, await response.content()
+
+
+@pytest_twisted.ensureDeferred
+async def test_auth_upload_lets_anyone_read_and_only_users_upload(make_proxy, users, logged):
+    proxy = await make_proxy(htpasswd=users)
+    response, _ = await get(proxy, "simple/")
+    assert response.code == 200
+    built = build_wheel("guarded", "1.0")
+    response, _ = await upload(proxy, built)
+    assert response.code == 401
+    assert response.headers.getRawHeaders("WWW-Authenticate") == ['Basic realm="pypiproxy"']
+    response, _ = await upload(proxy, built, auth=("alice", "not-her-password"))
+    assert (response.code, response.phrase) == (401, b"wrong user name or password")
+    response, body = await upload(proxy, built, auth=("alice", "in-wonderland"))
+    assert response.code == 200, body
+    failed = [line for line in logged if "failed login" in line]
+    assert len(failed) == 1 and "alice" in failed[0]
+    assert not any("not-her-password" in line or "in-wonderland" in line for line in logged)
+    assert any("by alice" in line for line in logged)
+
+
+@pytest_twisted.ensureDeferred
+async def test_auth_all_asks_every_request_for_a_login_but_health(make_proxy, users):
+    proxy = await make_proxy(htpasswd=users, auth="all")
+    for path in ("", "simple/", "simple/anything/", "+stats", "files/x/y/z"):
+        response, _ = await get(proxy, path)
+        assert response.code == 401, path
+    response, _ = await get(proxy, "simple/", auth=("bob", "wrong"))
+    assert response.code == 401
+    response, _ = await get(proxy, "+health")
+    assert response.code == 200
+    response, body = await get(proxy, "simple/", auth=("bob", "builder"))
+    assert response.code == 200, body
+    response, _ = await upload(proxy, build_wheel("allowed", "1.0"), auth=("bob", "builder"))
+    assert response.code == 200
+    response, body = await get(proxy, "simple/allowed/", auth=("alice", "in-wonderland"))
+    assert response.code == 200 and b"allowed-1.0" in body
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_users_uploads_are_refused_unless_anonymous_ones_are_allowed(make_proxy):
+    closed = await make_proxy()
+    response, _ = await upload(closed, build_wheel("thing", "1.0"), auth=("alice", "anything"))
+    assert response.code == 403
+    assert b"uploads are disabled" in response.phrase
+    open_ = await make_proxy(allow_anonymous_upload=True)
+    response, _ = await upload(open_, build_wheel("thing", "1.0"))
+    assert response.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_allow_from_refuses_other_networks_on_every_path_before_any_login(make_proxy, users):
+    elsewhere = await make_proxy(htpasswd=users, allow_from=(ipaddress.ip_network("10.0.0.0/8"),))
+    for path in ("+health", "simple/", ""):
+        response, _ = await get(elsewhere, path, auth=("alice", "in-wonderland"))
+        assert response.code == 403, path
+    response, _ = await upload(elsewhere, build_wheel("thing", "1.0"))
+    assert response.code == 403  # not 401: who may connect is checked first
+    here = await make_proxy(allow_from=(ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.0/8")))
+    response, _ = await get(here, "+health")
+    assert response.code == 200
