@@ -162,3 +162,42 @@ async def test_three_tiers_chain_for_pip_and_uv_and_survive_the_top_going_away(
     assert again.returncode == 0, again.stderr + c.log()[-3000:]
     again = await threads.deferToThread(uv_install, c.url, tmp_path / "uv-offline", "privpkg")
     assert again.returncode == 0, again.stderr + c.log()[-3000:]
+
+
+@pytest_twisted.ensureDeferred
+async def test_warm_through_a_chain_then_install_offline(twistd, fake_index, wheels, tmp_path):
+    fake_index.add("top", wheels.wheel("top", "1.2", requires_dist=["middle>=1"]))
+    fake_index.add("top", wheels.wheel("top", "2.0"))
+    fake_index.add("middle", wheels.wheel("middle", "1.5", requires_dist=["bottom"]))
+    fake_index.add("bottom", wheels.wheel("bottom", "3.0"))
+    fake_index.add("ranged", wheels.wheel("ranged", "0.9"))
+    fake_index.add("ranged", wheels.wheel("ranged", "1.4"))
+    fake_index.add("ranged", wheels.wheel("ranged", "2.1"))
+    fake_index.add("nevermind", wheels.wheel("nevermind", "1.0"))
+    (tmp_path / "more.txt").write_text("ranged>=1,<2  # a range\n")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        "top==1.2\n"
+        "-r more.txt\n"
+        'nevermind; python_version < "3"\n'
+    )
+    b = twistd(["--upstream", fake_index.url], name="b")
+    await threads.deferToThread(b.wait_ready)
+    c = twistd(["--upstream", b.url, "--index-ttl", "0"], name="c")
+    await threads.deferToThread(c.wait_ready)
+
+    warmed = await threads.deferToThread(run_client, [
+        sys.executable, "-m", "pypiproxy.cli", "warm", "--quiet", "-r", str(requirements), "--index", c.url,
+    ])
+    assert warmed.returncode == 0, warmed.stdout + warmed.stderr
+    assert fake_index.count("/files/nevermind/") == 0, "a marker that does not hold is not warmed"
+
+    b.stop()
+    await fake_index.stop()
+    installed = await threads.deferToThread(
+        pip_install, c.url, tmp_path / "offline", "-r", str(requirements)
+    )
+    assert installed.returncode == 0, installed.stderr + c.log()[-3000:]
+    versions = {m: (tmp_path / "offline" / m / "__init__.py").read_text() for m in ("top", "middle", "bottom", "ranged")}
+    assert versions["top"] == 'VERSION = "1.2"\n'
+    assert versions["ranged"] == 'VERSION = "1.4"\n'
