@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from twisted.internet import defer, threads
 
 from .files import FileStore
-from .options import UpstreamIndex, _redact, parse_upstream
+from .options import UpstreamIndex, redact, parse_upstream
 from .private import PrivateStore, Refused, check_distribution, is_distribution_name, parse_filename
 from .simple import FileEntry, IndexFormatError, parse_project, parse_project_list
 from .upstream import UpstreamClient, UpstreamError
@@ -160,10 +160,10 @@ class Importer:
         try:
             response, body = await client.get_page(index.url)
             if response.code != 200:
-                raise UpstreamError(f"{_redact(index.url)} answered {response.code}")
+                raise UpstreamError(f"{redact(index.url)} answered {response.code}")
             return list(parse_project_list(body, response.header("Content-Type") or ""))
         except (UpstreamError, IndexFormatError) as e:
-            self.report.refuse(_redact(index.url), f"cannot list the index's projects: {e}")
+            self.report.refuse(redact(index.url), f"cannot list the index's projects: {e}")
             return []
 
     async def _page(self, client: UpstreamClient, index: UpstreamIndex, name: str) -> list[FileEntry]:
@@ -171,10 +171,10 @@ class Importer:
         try:
             response, body = await client.get_page(url)
             if response.code in (404, 410):
-                self.report.refuse(name, f"no such project on {_redact(index.url)}")
+                self.report.refuse(name, f"no such project on {redact(index.url)}")
                 return []
             if response.code != 200:
-                raise UpstreamError(f"{_redact(url)} answered {response.code}")
+                raise UpstreamError(f"{redact(url)} answered {response.code}")
             page = parse_project(body, response.header("Content-Type") or "", response.url, name)
         except (UpstreamError, IndexFormatError) as e:
             self.report.refuse(name, f"cannot read its page: {e}")

@@ -25,14 +25,14 @@ class UpstreamIndex:
     @property
     def origin(self) -> tuple[str, str, int]:
         """(scheme, host, port): where this index's credentials may be sent."""
-        return _origin(self.url)
+        return origin_of(self.url)
 
     def __repr__(self) -> str:
         # Keep the secret out of tracebacks and logs.
         return f"UpstreamIndex({self.url!r})"
 
 
-def _origin(url: str) -> tuple[str, str, int]:
+def origin_of(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return (parts.scheme, (parts.hostname or "").lower(), port)
@@ -42,11 +42,11 @@ def parse_upstream(value: str) -> UpstreamIndex:
     """Split ``https://user:pass@host/simple/`` into a clean URL and credentials."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"--upstream must be an http or https URL, not {_redact(value)!r}")
+        raise ValueError(f"--upstream must be an http or https URL, not {redact(value)!r}")
     try:
         parts.port
     except ValueError:
-        raise ValueError(f"--upstream has a bad port: {_redact(value)!r}") from None
+        raise ValueError(f"--upstream has a bad port: {redact(value)!r}") from None
     netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     if parts.port:
         netloc += f":{parts.port}"
@@ -57,7 +57,7 @@ def parse_upstream(value: str) -> UpstreamIndex:
     return UpstreamIndex(url=url, username=username, password=password)
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//***@", url)
 
 

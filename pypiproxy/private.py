@@ -787,13 +787,13 @@ class Upload(Resource):
         return error_page(405, reason, {"Allow": "POST"}).render(request)
 
     def render_POST(self, request: IRequest) -> int | bytes:
-        from .web import _render_async
+        from .web import render_async
 
         form: FormReceiver | None = getattr(request, "form", None)
         if form is None:
             return bad_request("expected a multipart/form-data upload, as twine sends").render(request)
         form.claimed = True
-        return _render_async(request, self._upload(request, form))
+        return render_async(request, self._upload(request, form))
 
     async def _upload(self, request: IRequest, form: FormReceiver) -> IResource | bytes:
         try:

@@ -18,7 +18,7 @@ from twisted.web import client as webclient
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
-from .options import UpstreamIndex, _origin, _redact
+from .options import UpstreamIndex, origin_of, redact
 
 log = Logger()
 
@@ -157,7 +157,7 @@ class UpstreamClient:
         sent = Headers({"User-Agent": ["pypiproxy"]})
         for name, value in (headers or {}).items():
             sent.setRawHeaders(name, [value])
-        authorization = self._credentials.get(_origin(url))
+        authorization = self._credentials.get(origin_of(url))
         if authorization:
             sent.setRawHeaders("Authorization", [authorization])
         started = self._reactor.seconds()
@@ -172,19 +172,19 @@ class UpstreamClient:
             )
         except defer.CancelledError:
             self._log_fetch(url, "timeout", 0, started)
-            raise UpstreamTimeout(f"no answer from {_redact(url)} in {self._timeout:g}s") from None
+            raise UpstreamTimeout(f"no answer from {redact(url)} in {self._timeout:g}s") from None
         except (ierror.TimeoutError, ierror.ConnectingCancelledError):
             self._log_fetch(url, "timeout", 0, started)
-            raise UpstreamTimeout(f"cannot connect to {_redact(url)} in {self._timeout:g}s") from None
+            raise UpstreamTimeout(f"cannot connect to {redact(url)} in {self._timeout:g}s") from None
         except (webclient.ResponseNeverReceived, webclient.ResponseFailed) as e:
             if any(reason.check(defer.CancelledError) for reason in e.reasons):
                 self._log_fetch(url, "timeout", 0, started)
-                raise UpstreamTimeout(f"no answer from {_redact(url)} in {self._timeout:g}s") from None
+                raise UpstreamTimeout(f"no answer from {redact(url)} in {self._timeout:g}s") from None
             self._log_fetch(url, "error", 0, started)
-            raise UpstreamError(f"{_redact(url)}: {_describe(e)}") from None
+            raise UpstreamError(f"{redact(url)}: {_describe(e)}") from None
         except Exception as e:
             self._log_fetch(url, "error", 0, started)
-            raise UpstreamError(f"{_redact(url)}: {_describe(e)}") from None
+            raise UpstreamError(f"{redact(url)}: {_describe(e)}") from None
         final_url = url
         if response.request is not None:
             final_url = response.request.absoluteURI.decode("utf-8", "replace")
@@ -224,7 +224,7 @@ class UpstreamClient:
     def _log_fetch(self, url: str, status: object, size: int, started: float) -> None:
         log.info(
             "upstream fetch {url} {status} {bytes} bytes {seconds:.3f}s",
-            url=_redact(url),
+            url=redact(url),
             status=status,
             bytes=size,
             seconds=self._reactor.seconds() - started,

@@ -34,7 +34,7 @@ from packaging.version import InvalidVersion, Version
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from .options import UpstreamIndex, _redact, parse_upstream
+from .options import UpstreamIndex, redact, parse_upstream
 from .simple import FileEntry, IndexFormatError, ProjectPage, parse_project, version_of
 from .upstream import PAGE_ACCEPT, UpstreamClient, UpstreamError
 
@@ -811,15 +811,15 @@ class IndexClient:
             raise ProjectNotFound(name)
         if response.code in (401, 403):
             raise WarmError(
-                f"the index refused access ({response.code}) to {_redact(url)}: "
+                f"the index refused access ({response.code}) to {redact(url)}: "
                 "check the credentials in --index"
             )
         if response.code != 200:
-            raise WarmError(f"the index answered {response.code} for {_redact(url)}")
+            raise WarmError(f"the index answered {response.code} for {redact(url)}")
         try:
             return parse_project(body, response.header("Content-Type") or "", response.url, name)
         except IndexFormatError as e:
-            raise WarmError(f"{_redact(url)}: {e}") from None
+            raise WarmError(f"{redact(url)}: {e}") from None
 
     async def metadata(self, entry: FileEntry) -> bytes:
         """A file's PEP 658 metadata, checked against the hash the page gives for it."""
@@ -1220,7 +1220,7 @@ class Warmer:
 def _index_url(value: str) -> UpstreamIndex:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"must be an http or https URL, not {_redact(value)!r}")
+        raise argparse.ArgumentTypeError(f"must be an http or https URL, not {redact(value)!r}")
     try:
         return parse_upstream(value)
     except ValueError as e:

@@ -58,7 +58,7 @@ def file_url(project: str):
     return url
 
 
-def _render_async(request: Request, coroutine: Coroutine[Any, Any, IResource | bytes | None]) -> int:
+def render_async(request: Request, coroutine: Coroutine[Any, Any, IResource | bytes | None]) -> int:
     """Run a handler; what it returns (a resource to render, or bytes) finishes the request."""
 
     def finish(result: IResource | bytes | None) -> None:
@@ -177,7 +177,7 @@ class ProjectList(Resource):
     def render_GET(self, request: Request) -> int:
         if not request.path.endswith(b"/"):
             return _redirect(request, b"simple/")
-        return _render_async(request, self._answer(request))
+        return render_async(request, self._answer(request))
 
     async def _answer(self, request: Request) -> IResource | bytes:
         components = self._components
@@ -213,7 +213,7 @@ class ProjectPage(Resource):
             target = f"../{normalised}/" if request.postpath else f"{normalised}/"
             query = request.uri.partition(b"?")[2]
             return _redirect(request, target.encode() + (b"?" + query if query else b""))
-        return _render_async(request, self._answer(request, normalised))
+        return render_async(request, self._answer(request, normalised))
 
     async def _answer(self, request: Request, name: str) -> IResource | bytes:
         components = self._components
@@ -248,7 +248,7 @@ class Files(Resource):
         if not (VALID_NAME.match(project) and KEY.match(key) and _safe_filename(filename)):
             return not_found("no such file").render(request)
         self._stats.incr("file_requests")
-        return _render_async(request, self._answer(request, canonicalize_name(project), key, filename))
+        return render_async(request, self._answer(request, canonicalize_name(project), key, filename))
 
     render_HEAD = render_GET
 
