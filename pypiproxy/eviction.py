@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from typing import Callable
 
 from twisted.logger import Logger
 
@@ -33,6 +34,8 @@ class LRUBudget:
         self._sizes: OrderedDict[str, int] = OrderedDict()  # least recently used first
         self._touched: dict[str, float] = {}
         self.total = 0
+        # Told of each eviction (the file cache stops announcing the file's metadata).
+        self.on_evict: Callable[[str], None] = lambda key: None
 
     def scan(self) -> list[tuple[float, str, int]]:
         """What is in the cache, oldest use first (run in a thread at start)."""
@@ -84,5 +87,6 @@ class LRUBudget:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+            self.on_evict(key)
             self._stats.incr("evictions")
             log.info("evicted {key} ({bytes} bytes) to stay under the cache limit", key=key, bytes=size)

@@ -360,6 +360,8 @@ class FileCache:
         self._client = client
         self._stats = stats
         self._budget = budget  # an eviction.LRUBudget, told of every use
+        if budget is not None:
+            budget.on_evict = self._forget_metadata
         self._downloads: dict[str, Download] = {}
         # sha256 of the METADATA we hold for wheels whose index offers none
         self._local_metadata: dict[str, str] = {}
@@ -378,6 +380,10 @@ class FileCache:
                 return None
             known = self._local_metadata[key] = hashlib.sha256(data).hexdigest()
         return known
+
+    def _forget_metadata(self, key: str) -> None:
+        if self._local_metadata.pop(key, None) is not None:
+            self.metadata_generation += 1
 
     def _remember_metadata(self, key: str, data: bytes | None) -> None:
         if data is not None:
@@ -443,11 +449,17 @@ class FileCache:
         except FileNotFoundError:
             pass
         if not entry.core_metadata:
-            if entry.filename.endswith(".whl") and self.cached(key) is not None:
-                data = await threads.deferToThread(self.store.extract_metadata, key)
-                self._remember_metadata(key, data)
-                return data
-            return None
+            if not entry.filename.endswith(".whl"):
+                return None
+            if self.cached(key) is None:
+                if key not in self._local_metadata or self._client is None:
+                    return None
+                # We announced it, and the wheel has gone since (evicted, maybe by another
+                # process): a client that trusted our page gets it all the same.
+                await self.download(key, entry).when_done()
+            data = await threads.deferToThread(self.store.extract_metadata, key)
+            self._remember_metadata(key, data)
+            return data
         if self._client is None:
             return None
         response = await self._client.get(entry.url + ".metadata")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +160,9 @@ class PageCache:
         ttl: float,
         clock,
         stats: Stats,
+        store,
     ) -> None:
+        self._store = store  # writes files atomically, temporaries in its own tmp/
         self._directory = directory
         self._client = client
         self._upstreams = tuple(upstreams) if client is not None else ()
@@ -267,7 +268,7 @@ class PageCache:
         self._remember(name, cached)
         data = json.dumps(cached.to_storage(), separators=(",", ":")).encode()
         try:
-            await threads.deferToThread(_write_atomically, self._path(name), data)
+            await threads.deferToThread(self._store.write, self._path(name), data)
         except OSError as e:
             # A full disk must not stop us answering: the page is served from memory.
             log.warn("could not store the page of {project}: {error}", project=name, error=str(e))
@@ -315,13 +316,3 @@ class PageCache:
             return held
         self._root = (now, 0.0, tuple(names))
         return self._root[2]
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            f.write(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -67,7 +67,7 @@ def build_site(config: Config, reactor) -> tuple[Site, FileStore, UpstreamClient
     private = PrivateStore(cache_dir / "private", store.temporary)
     private.repair()
     pages = PrivatePages(
-        PageCache(cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats),
+        PageCache(cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats, store),
         private,
         reactor,
     )

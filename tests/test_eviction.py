@@ -59,3 +59,23 @@ async def test_the_limit_is_applied_to_what_a_restart_finds(make_proxy, fake_ind
     second = await make_proxy(fake_index.url, cache_dir=tmp_path / "shared", max_cache_size=files[0].size + 10)
     cached = {p.name for p in second.store.files.rglob("*") if p.is_file()}
     assert cached == {files[2].sha256}
+
+
+@pytest_twisted.ensureDeferred
+async def test_metadata_we_announced_is_served_after_another_process_evicted_the_wheel(proxy, fake_index, wheels):
+    import json
+
+    built = wheels.wheel("gone", "1.0", requires_dist=["x"])
+    fake_index.add("gone", built, metadata=False)
+    path = await file_path(proxy, "gone", built.filename)
+    await proxy.get(path)
+    await settle()
+    _, page = await proxy.get("simple/gone/", {"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert json.loads(page)["files"][0]["core-metadata"] == {"sha256": built.metadata_sha256}
+    # Another process sharing the directory evicts the wheel and its metadata.
+    proxy.store.path(built.sha256).unlink()
+    proxy.store.metadata_path(built.sha256).unlink()
+
+    response, body = await proxy.get(path + ".metadata")
+    assert response.code == 200 and body == built.metadata
+    assert fake_index.count(f"/files/gone/{built.filename}", "GET") == 2

@@ -62,12 +62,10 @@ async def test_disk_full_while_caching_aborts_cleanly_and_the_server_keeps_servi
 
 @pytest_twisted.ensureDeferred
 async def test_disk_full_while_storing_a_page_still_answers(proxy, fake_index, wheels, monkeypatch):
-    import pypiproxy.pages
-
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pypiproxy.pages, "_write_atomically", full)
+    monkeypatch.setattr(proxy.store, "write", full)
     fake_index.add("demo", wheels.wheel("demo", "1.0"))
     response, body = await proxy.get("simple/demo/", {"Accept": JSON})
     assert response.code == 200 and json.loads(body)["name"] == "demo"
