@@ -67,7 +67,7 @@ _LATEST = {
 # Server preference order on ties, as the public index's negotiation has it.
 _OFFERS = (TEXT_HTML, HTML_V1, JSON_V1)
 
-BEHAVIOURS = frozenset({"ok", "slow", "die", "wrong-hash", "500", "404", "hang"})
+BEHAVIOURS = frozenset({"ok", "slow", "die", "wrong-hash", "500", "404", "hang", "redirect"})
 
 # 1980-01-01 is the earliest zip timestamp; a fixed one makes builds reproducible.
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
@@ -850,6 +850,9 @@ class FakeIndex:
         return self._simple(ex, 404, b"not found\n")
 
     def _serve_file(self, ex: _Exchange, entry: FileEntry) -> int:
+        if entry.behaviour == "redirect" and ex.request.getHost().port != self.other_port:
+            # Like an index whose files live on a CDN: the same path on the other host.
+            return self._redirect(ex, self.other_root_url.rstrip("/") + entry.path)
         if entry.behaviour in ("500", "404"):
             return self._simple(ex, int(entry.behaviour), b"fake failure\n")
         data = entry.built.data

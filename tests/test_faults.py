@@ -69,3 +69,74 @@ async def test_disk_full_while_storing_a_page_still_answers(proxy, fake_index, w
     fake_index.add("demo", wheels.wheel("demo", "1.0"))
     response, body = await proxy.get("simple/demo/", {"Accept": JSON})
     assert response.code == 200 and json.loads(body)["name"] == "demo"
+
+
+@pytest_twisted.ensureDeferred
+async def test_upstream_redirect_is_followed_and_credentials_stay_on_their_host(make_proxy, wheels):
+    from twisted.internet import reactor
+
+    from fakeindex import FakeIndex
+
+    index = FakeIndex(require_auth=("reader", "hunter2"))
+    await index.start(reactor)
+    try:
+        built = wheels.wheel("demo", "1.0")
+        index.add("demo", built, behaviour="redirect")
+        proxy = await make_proxy(index.auth_url)
+        response, body = await proxy.get(await file_path(proxy, "demo", built.filename))
+        assert response.code == 200 and body == built.data
+        on_main = [r for r in index.requests if r.port == index.port and r.path.endswith(built.filename)]
+        on_other = [r for r in index.requests if r.port == index.other_port and r.path.endswith(built.filename)]
+        assert len(on_main) == 1 and "authorization" in on_main[0].headers
+        assert len(on_other) == 1 and "authorization" not in on_other[0].headers
+    finally:
+        await index.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_hundred_concurrent_clients_on_cached_and_uncached_files_and_pages(make_proxy, fake_index, wheels):
+    import hashlib
+    import random
+
+    from twisted.internet import defer, reactor
+    from twisted.web.client import Agent, HTTPConnectionPool, readBody
+    from twisted.web.http_headers import Headers
+
+    projects = [f"load{i}" for i in range(8)]
+    built = {p: wheels.wheel(p, "1.0", extra_bytes=200_000) for p in projects}
+    for project, b in built.items():
+        fake_index.add(project, b, behaviour="slow")
+    fake_index.slow_chunks, fake_index.slow_delay = 4, 0.05
+    proxy = await make_proxy(fake_index.url)
+    paths = {p: await file_path(proxy, p, b.filename) for p, b in built.items()}
+    for project in projects[:3]:  # some warm, some cold
+        await proxy.get(paths[project])
+
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = 200
+    agent = Agent(reactor, pool=pool)
+    chooser = random.Random(7)
+
+    async def one(i: int) -> tuple[str, str, int, bytes]:
+        project = chooser.choice(projects)
+        kind = "page" if i % 4 == 0 else "file"
+        path = f"simple/{project}/" if kind == "page" else paths[project]
+        response = await agent.request(b"GET", (proxy.root_url + path).encode(),
+                                       Headers({"Accept": [JSON]}))
+        return kind, project, response.code, await readBody(response)
+
+    try:
+        results = await defer.gatherResults([defer.ensureDeferred(one(i)) for i in range(200)])
+    finally:
+        await pool.closeCachedConnections()
+    assert [code for _, _, code, _ in results] == [200] * 200
+    for kind, project, _, body in results:
+        if kind == "file":
+            assert hashlib.sha256(body).hexdigest() == built[project].sha256
+        else:
+            assert json.loads(body)["files"][0]["hashes"]["sha256"] == built[project].sha256
+    fetched = set(projects[:3]) | {project for kind, project, _, _ in results if kind == "file"}
+    for project, b in built.items():
+        whole = [r for r in fake_index.requests if r.path.endswith(f"/{b.filename}")]
+        assert len(whole) == (1 if project in fetched else 0), project
+    assert proxy.stats["upstream_errors"] == 0
