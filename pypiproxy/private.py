@@ -261,6 +261,20 @@ class StoredFile:
     upload_time: str
     metadata: bytes | None
 
+    @classmethod
+    def of(cls, dist: "Distribution", path: Path, upload_time: str) -> "StoredFile":
+        """The record of a checked distribution, stored at ``path``."""
+        return cls(
+            project=dist.project,
+            filename=dist.filename,
+            path=path,
+            sha256=dist.sha256,
+            size=dist.size,
+            requires_python=dist.requires_python,
+            upload_time=upload_time,
+            metadata=dist.metadata,
+        )
+
     def entry(self) -> simple.FileEntry:
         core: bool | dict[str, str] = False
         if self.metadata is not None:
@@ -399,16 +413,7 @@ class PrivateStore:
         except FileExistsError:
             raise AlreadyExists(f"File already exists: {dist.filename}") from None
         os.unlink(temporary)
-        stored = StoredFile(
-            project=dist.project,
-            filename=dist.filename,
-            path=final,
-            sha256=dist.sha256,
-            size=dist.size,
-            requires_python=dist.requires_python,
-            upload_time=upload_time or _now(),
-            metadata=dist.metadata,
-        )
+        stored = StoredFile.of(dist, final, upload_time or _now())
         self._write_sidecar(stored, source=source, uploaded_by=uploaded_by, version=dist.version)
         # Readers in every process notice a change by the store folder's mtime.
         os.utime(self.directory)
@@ -448,16 +453,7 @@ class PrivateStore:
                 except (Refused, OSError) as e:
                     log.warn("private file {path} has no sidecar and is unusable: {error}", path=str(path), error=str(e))
                     continue
-                stored = StoredFile(
-                    project=dist.project,
-                    filename=dist.filename,
-                    path=path,
-                    sha256=dist.sha256,
-                    size=dist.size,
-                    requires_python=dist.requires_python,
-                    upload_time=_now(),
-                    metadata=dist.metadata,
-                )
+                stored = StoredFile.of(dist, path, _now())
                 self._write_sidecar(stored, source="repair", version=dist.version)
                 log.info("wrote the missing sidecar of private file {path}", path=str(path))
                 repaired.append(path)
