@@ -45,6 +45,12 @@ def cache_key(entry: FileEntry) -> str:
     return "u" + hashlib.sha256(entry.url.encode()).hexdigest()[:63]
 
 
+class NotCached(UpstreamError):
+    """Offline (or no upstream), and the file is not in the cache."""
+
+    status = 404
+
+
 class HashMismatch(UpstreamError):
     """The downloaded bytes are not the ones the index promised."""
 
@@ -411,7 +417,7 @@ class FileCache:
         download = self._downloads.get(key)
         if download is None:
             if self._client is None:
-                raise UpstreamError("offline, and the file is not cached")
+                raise NotCached(f"{entry.filename} is not cached, and this server asks no upstream")
             self._stats.incr("cache_misses")
             download = self._downloads[key] = Download(key, entry, self.store, self._stats)
             finished = defer.ensureDeferred(download.run(self._client))

@@ -301,3 +301,28 @@ async def test_junk_paths_are_clean_4xx(proxy):
                  "simple/demo/extra/", "+stats/x"]:
         response, body = await proxy.get(path)
         assert 400 <= response.code < 500, (path, response.code, body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_offline_serves_what_is_cached_and_asks_nobody(make_proxy, fake_index, wheels, tmp_path):
+    from test_files import file_path
+
+    cached, uncached = wheels.wheel("demo", "1.0"), wheels.wheel("demo", "2.0")
+    fake_index.add("demo", cached)
+    fake_index.add("demo", uncached)
+    online = await make_proxy(fake_index.url, cache_dir=tmp_path / "shared", index_ttl=0.0)
+    cached_path = await file_path(online, "demo", cached.filename)
+    uncached_path = await file_path(online, "demo", uncached.filename)
+    await online.get(cached_path)
+    asked = len(fake_index.requests)
+
+    offline = await make_proxy(fake_index.url, cache_dir=tmp_path / "shared", offline=True, index_ttl=0.0)
+    response, body = await offline.get("simple/demo/", {"Accept": JSON})
+    assert response.code == 200 and len(json.loads(body)["files"]) == 2
+    response, body = await offline.get(cached_path)
+    assert response.code == 200 and body == cached.data
+    response, body = await offline.get(uncached_path)
+    assert response.code == 404 and b"not cached" in body
+    response, _ = await offline.get("simple/never-seen/")
+    assert response.code == 404
+    assert len(fake_index.requests) == asked
