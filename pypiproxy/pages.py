@@ -178,6 +178,14 @@ class PageCache:
 
     # Project pages -------------------------------------------------------------------
 
+    def fresh(self, name: str) -> CachedPage | None:
+        """The page if we hold it in memory and may serve it without asking: the warm path,
+        answered without a Deferred."""
+        cached = self._memory.get(name)
+        if cached is not None and (not self._upstreams or self._fresh(cached, self._clock.seconds())):
+            return cached
+        return None
+
     async def project(self, name: str) -> CachedPage:
         """The page for a normalised project name; raises ProjectNotFound or UpstreamError."""
         now = self._clock.seconds()

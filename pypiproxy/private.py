@@ -512,6 +512,9 @@ class PrivatePages:
         self._rendered[name] = (files, cached)
         return cached
 
+    def fresh(self, name: str) -> CachedPage | None:
+        return self._private_page(name) or self._pages.fresh(name)
+
     async def project(self, name: str) -> CachedPage:
         return self._private_page(name) or await self._pages.project(name)
 

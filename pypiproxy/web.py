@@ -19,7 +19,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from . import simple
 from .errors import error_page, not_found
 from .files import KEY, CachedFile, FileCache, FileProducer, Source, cache_key
-from .pages import PageCache, ProjectNotFound, RenderedPage, render_names
+from .pages import CachedPage, PageCache, ProjectNotFound, RenderedPage, render_names
 from .stats import Stats
 from .upstream import UpstreamError
 
@@ -213,17 +213,24 @@ class ProjectPage(Resource):
             target = f"../{normalised}/" if request.postpath else f"{normalised}/"
             query = request.uri.partition(b"?")[2]
             return _redirect(request, target.encode() + (b"?" + query if query else b""))
+        self._components.stats.incr("page_requests")
+        cached = self._components.pages.fresh(normalised)
+        if cached is not None:
+            answer = self._serve(request, normalised, cached)
+            return answer if isinstance(answer, bytes) else answer.render(request)
         return render_async(request, self._answer(request, normalised))
 
     async def _answer(self, request: Request, name: str) -> IResource | bytes:
-        components = self._components
-        components.stats.incr("page_requests")
         try:
-            cached = await components.pages.project(name)
+            cached = await self._components.pages.project(name)
         except ProjectNotFound:
             return not_found(f"no project named {name!r}")
         except UpstreamError as e:
             return _upstream_error(e)
+        return self._serve(request, name, cached)
+
+    def _serve(self, request: Request, name: str, cached: CachedPage) -> IResource | bytes:
+        components = self._components
         rendered = cached.rendered(
             file_url(name), components.announce_local_metadata, components.files.metadata_generation
         )
