@@ -31,6 +31,7 @@ from .upstream import UpstreamClient, UpstreamError, UpstreamResponse
 
 log = Logger()
 
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 KEY = re.compile(r"^(?:[0-9a-f]{64}|u[0-9a-f]{63})$")
 CHUNK = 256 * 1024
 # Bytes of a download held back from clients until its hash is known to be right.
@@ -444,16 +445,24 @@ class FileCache:
             self._stats.incr("download_joins")
         return download
 
-    async def upstream_range(self, entry: FileEntry, start: int, end: int) -> UpstreamResponse | None:
-        """Bytes ``[start, end)`` straight from the upstream, for a client that cannot wait
-        for the whole download (uv reading a wheel's METADATA); ``None`` if it has no ranges."""
+    async def upstream_range(
+        self, entry: FileEntry, spec: str
+    ) -> tuple[UpstreamResponse, int, int, int] | None:
+        """A byte range straight from the upstream, for a client that cannot wait for the
+        whole download (uv reading a wheel's METADATA): the response and its ``start``,
+        ``end`` (exclusive) and the file's size; ``None`` if the upstream has no ranges."""
         assert self._client is not None
-        response = await self._client.get(entry.url, {"Range": f"bytes={start}-{end - 1}"})
-        if response.code != 206 or response.header("Content-Range") != f"bytes {start}-{end - 1}/{entry.size}":
+        response = await self._client.get(entry.url, {"Range": spec})
+        match = _CONTENT_RANGE.match(response.header("Content-Range") or "")
+        if response.code != 206 or match is None:
+            response.abort()
+            return None
+        first, last, size = (int(n) for n in match.groups())
+        if (entry.size is not None and size != entry.size) or not first <= last < size:
             response.abort()
             return None
         self._stats.incr("range_passthroughs")
-        return response
+        return response, first, last + 1, size
 
     async def metadata(self, key: str, entry: FileEntry) -> bytes | None:
         """PEP 658 metadata of a file, from the cache or the upstream (``None``: there is none)."""

@@ -289,13 +289,14 @@ class Files(Resource):
             if wanted is None:
                 source = await self._files.fetch(key, entry)
             else:
+                spec, needed = wanted
                 download = self._files.download(key, entry)
-                if download.available() < wanted[1]:
+                if needed is None or download.available() < needed:
                     # uv reads a wheel's METADATA with ranges near its end: answer those
                     # from the upstream now, while the whole file downloads for later.
-                    response = await self._files.upstream_range(entry, *wanted)
-                    if response is not None:
-                        return await _pipe_range(request, response, key, wanted, entry.size, self._stats)
+                    piped = await self._files.upstream_range(entry, spec)
+                    if piped is not None:
+                        return await _pipe_range(request, key, *piped, stats=self._stats)
                 source = await download.when_started()
         except UpstreamError as e:
             return _upstream_error(e)
@@ -318,21 +319,34 @@ class Files(Resource):
 PASSTHROUGH_LIMIT = 8 * 1024 * 1024
 
 
-def _cold_range(request: Request, key: str, entry: simple.FileEntry) -> tuple[int, int] | None:
-    """The single, small byte range a request for an uncached file asks for, if any."""
-    if entry.size is None or not _range_applies(request, f'"{key}"'):
+_CLOSED_RANGE = re.compile(r"^\s*bytes\s*=\s*(?:(\d+)-(\d+)|-(\d+))\s*$", re.IGNORECASE)
+
+
+def _cold_range(request: Request, key: str, entry: simple.FileEntry) -> tuple[str, int | None] | None:
+    """For a single, small range of an uncached file: the range to ask the upstream for,
+    and how far the download must have come to answer it from there (None: unknown)."""
+    if not _range_applies(request, f'"{key}"'):
         return None
-    wanted = parse_range(request.getHeader(b"range"), entry.size)
-    if isinstance(wanted, tuple) and wanted[1] - wanted[0] <= PASSTHROUGH_LIMIT:
-        return wanted
-    return None
+    header = request.getHeader(b"range").decode("latin-1")
+    if entry.size is not None:
+        wanted = parse_range(header.encode("latin-1"), entry.size)
+        if isinstance(wanted, tuple) and wanted[1] - wanted[0] <= PASSTHROUGH_LIMIT:
+            return f"bytes={wanted[0]}-{wanted[1] - 1}", wanted[1]
+        return None
+    # The index gave no size (a plain PEP 503 page): closed and suffix ranges still have a
+    # known length, and the upstream's Content-Range tells us the rest.
+    match = _CLOSED_RANGE.match(header)
+    if match is None:
+        return None
+    first, last, suffix = match.groups()
+    length = int(suffix) if suffix else int(last) - int(first) + 1
+    return (header.strip(), None) if 0 < length <= PASSTHROUGH_LIMIT else None
 
 
 async def _pipe_range(
-    request: Request, response, key: str, wanted: tuple[int, int], size: int, stats: Stats
+    request: Request, key: str, response, start: int, end: int, size: int, stats: Stats
 ) -> bytes | None:
     """Send an upstream's 206 on to the client; a broken one aborts the client too."""
-    start, end = wanted
     _file_headers(request, key, size, hit=False)
     request.setResponseCode(http.PARTIAL_CONTENT)
     request.setHeader(b"content-range", b"bytes %d-%d/%d" % (start, end - 1, size))

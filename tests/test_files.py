@@ -334,3 +334,29 @@ async def test_a_client_that_stops_reading_is_cut_off(proxy, fake_index, wheels,
         ), timeout=10)
     finally:
         stalled.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cold_tail_range_passes_through_when_the_index_gives_no_size(proxy, fake_index, wheels, monkeypatch):
+    import pypiproxy.simple
+
+    # A plain PEP 503 page says nothing of sizes: take the size out of what we parse.
+    real = pypiproxy.simple.parse_project_json
+
+    def without_sizes(*args, **kwargs):
+        page = real(*args, **kwargs)
+        from dataclasses import replace
+        return replace(page, files=tuple(replace(f, size=None) for f in page.files))
+
+    monkeypatch.setattr(pypiproxy.simple, "parse_project_json", without_sizes)
+    built = wheels.wheel("demo", "1.0", extra_bytes=400_000)
+    fake_index.add("demo", built, behaviour="slow")
+    fake_index.slow_chunks, fake_index.slow_delay = 10, 0.3
+    path = await file_path(proxy, "demo", built.filename)
+    started = reactor.seconds()
+    response, body = await proxy.get(path, {"Range": "bytes=-3000"})
+    assert response.code == 206 and body == built.data[-3000:]
+    assert header(response, "Content-Range") == f"bytes {built.size - 3000}-{built.size - 1}/{built.size}"
+    assert reactor.seconds() - started < 1.5
+    response, body = await proxy.get(path, {"Range": "bytes=100-199"})
+    assert response.code == 206 and body == built.data[100:200]
