@@ -127,6 +127,9 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+CHILD_TMPDIR = None  # set to a tmpfs dir by Bench: the disk here is far slower than tmpfs
+
+
 def clean_env(**extra) -> dict:
     """The environment every client and server runs with: no PIP_*/UV_*
     variables, no machine-wide pip config, no proxies for loopback."""
@@ -136,6 +139,8 @@ def clean_env(**extra) -> dict:
     env["PIP_CONFIG_FILE"] = "/dev/null"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["PYTHONUNBUFFERED"] = "1"
+    if CHILD_TMPDIR:
+        env["TMPDIR"] = str(CHILD_TMPDIR)
     env.update(extra)
     return env
 
@@ -393,8 +398,8 @@ def write_index(corpus: Path, big: Path) -> dict:
     dists = []
     for p in sorted(files.iterdir()):
         name, version = _dist_name_version(p.name)
-        if not name:
-            continue
+        if not name or (normalize(name) == BIG_PROJECT and p.name != big.name):
+            continue  # only the big file of the size asked for is listed
         st = p.stat()
         key = "%s:%d:%d" % (p.name, st.st_size, st.st_mtime_ns)
         if key not in cache:
@@ -444,8 +449,9 @@ def write_index(corpus: Path, big: Path) -> dict:
 
 
 class Nginx:
-    def __init__(self, corpus: Path, work: Path):
+    def __init__(self, corpus: Path, work: Path, slow_rate_mbps: float = 0):
         self.corpus = corpus
+        self.slow_rate = int(slow_rate_mbps * 1e6)
         self.dir = work / "nginx"
         self.port = free_port()
         self.proc = None
@@ -454,6 +460,11 @@ class Nginx:
     @property
     def url(self):
         return "http://127.0.0.1:%d/simple/" % self.port
+
+    @property
+    def slow_url(self):
+        """The same index, its files sent at most at --herd-rate per connection."""
+        return "http://127.0.0.1:%d/slow/simple/" % self.port
 
     def start(self):
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -492,9 +503,10 @@ http {{
         root {root};
         location /simple/ {{ index index.html; }}
         location /files/ {{ }}
+        location /slow/ {{ alias {root}/; index index.html; limit_rate {rate}; }}
     }}
 }}
-""".format(d=self.dir, port=self.port, root=self.corpus))
+""".format(d=self.dir, port=self.port, root=self.corpus, rate=self.slow_rate))
         self.proc = Procs.start([nginx, "-c", conf, "-p", self.dir], self.dir / "stderr.log")
         wait_http(self.url, 20, self.proc, ok=lambda s: s == 200)
 
@@ -523,6 +535,12 @@ class Target:
 
     name = "?"
     is_proxy = True
+    sticky_port = False  # keep the same port across restarts
+    slow = False  # use the rate-limited upstream (herd section)
+
+    @property
+    def upstream(self) -> str:
+        return self.bench.nginx.slow_url if self.slow else self.bench.nginx.url
 
     def __init__(self, bench):
         self.bench = bench
@@ -548,7 +566,8 @@ class Target:
     def start(self):
         self.work.mkdir(parents=True, exist_ok=True)
         self.cache.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        if self.port is None or not self.sticky_port:
+            self.port = free_port()
         self._start()
 
     def stop(self):
@@ -602,7 +621,7 @@ class Direct(Target):
 
     @property
     def index_url(self):
-        return self.bench.nginx.url
+        return self.upstream
 
 
 def ensure_venv(path: Path, packages: list[str], marker_extra="") -> Path:
@@ -625,23 +644,21 @@ def ensure_venv(path: Path, packages: list[str], marker_extra="") -> Path:
 class PyPIProxy(Target):
     name = "pypiproxy"
 
-    def __init__(self, bench, upstream=None, name=None, listen_port=None):
+    def __init__(self, bench, upstream=None, name=None, sticky_port=False):
         if name:
             self.name = name
         super().__init__(bench)
         self._upstream = upstream
-        self._fixed_port = listen_port
+        self.sticky_port = sticky_port
 
     def prepare(self):
         self.venv = self.bench.pypiproxy_venv()
 
     @property
     def upstream(self):
-        return self._upstream or self.bench.nginx.url
+        return self._upstream or super().upstream
 
     def _start(self):
-        if self._fixed_port:
-            self.port = self._fixed_port
         self.proc = Procs.start(
             [self.venv / "bin/twistd", "-n", "--pidfile=", "pypiproxy", "--listen", "tcp:%d:interface=127.0.0.1" % self.port,
              "--upstream", self.upstream, "--cache-dir", self.cache],
@@ -673,6 +690,8 @@ class Devpi(Target):
         run([d, "login", "root", "--password", ""] + client)
         run([d, "index", "-c", "root/mirror", "type=mirror",
              "mirror_url=%s" % self.bench.nginx.url] + client)
+        run([d, "index", "-c", "root/slow", "type=mirror",
+             "mirror_url=%s" % self.bench.nginx.slow_url] + client)
         Procs.stop(self.proc)
         self.proc = None
 
@@ -689,7 +708,7 @@ class Devpi(Target):
 
     @property
     def index_url(self):
-        return "http://127.0.0.1:%d/root/mirror/+simple/" % self.port
+        return "http://127.0.0.1:%d/root/%s/+simple/" % (self.port, "slow" if self.slow else "mirror")
 
 
 class Proxpi(Target):
@@ -699,7 +718,7 @@ class Proxpi(Target):
         self.venv = ensure_venv(self.bench.data / "venvs" / "proxpi", PEER_PACKAGES["proxpi"])
 
     def _start(self):
-        env = clean_env(PROXPI_INDEX_URL=self.bench.nginx.url, PROXPI_CACHE_DIR=str(self.cache),
+        env = clean_env(PROXPI_INDEX_URL=self.upstream, PROXPI_CACHE_DIR=str(self.cache),
                         PROXPI_EXTRA_INDEX_URLS="")
         # One worker with threads (its caches live in the worker's memory).
         self.proc = Procs.start(
@@ -754,7 +773,12 @@ def relay_main(listen_port: int, dest_port: int, one_way_ms: float):
             await q.put((loop.time(), None))
         await task
 
+    conns = [0]
+
     async def handle(creader, cwriter):
+        conns[0] += 1
+        if conns[0] % 50 == 0:
+            print("connections: %d" % conns[0], flush=True)
         # Opening the connection to the far side costs one round trip.
         try:
             await asyncio.sleep(2 * delay)
@@ -803,10 +827,15 @@ class Bench:
         self.args = args
         self.data = Path(args.data_dir).resolve()
         self.data.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix="pypiproxy-bench-"))
-        self.work = self.tmp
+        # Logs, caches, install targets and the clients' temp files all live on
+        # tmpfs: uv --no-cache unpacks into TMPDIR, and this machine's disk makes
+        # that 4x slower and very noisy.
         self.shm = Path(tempfile.mkdtemp(prefix="pypiproxy-bench-", dir="/dev/shm"
                                          if os.path.isdir("/dev/shm") else None))
+        self.tmp = self.work = self.shm
+        global CHILD_TMPDIR
+        CHILD_TMPDIR = self.shm / "tmp"
+        CHILD_TMPDIR.mkdir()
         self.results: dict = {"meta": {}, "metrics": {}, "runs": {}, "tiers": {}, "errors": []}
         self.nginx = None
         self.targets: list[Target] = []
@@ -834,6 +863,14 @@ class Bench:
         src = self.tmp / "pypiproxy-src"
         shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
             ".git", "build", "dist", "*.egg-info", "__pycache__", ".venv", "venv", "benchmarks"))
+        h = hashlib.sha256()
+        for f in sorted(src.rglob("*")):
+            if f.is_file():
+                h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes())
+        self.results["meta"]["pypiproxy_source_sha256"] = h.hexdigest()[:16]
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True)
+        self.results["meta"]["pypiproxy_git_head"] = head.stdout.strip() or None
         ensure_venv(venv, ["setuptools>=68", "wheel"], marker_extra="base")
         log("installing pypiproxy from %s (non-editable)" % REPO)
         pip = [venv / "bin/python", "-m", "pip", "--disable-pip-version-check"]
@@ -853,19 +890,19 @@ class Bench:
         log("corpus: %d distributions (%d sdists), %.0f MB; big file %s (%.0f MB)" % (
             self.corpus["n_dists"], self.corpus["n_sdists"], self.corpus["corpus_bytes"] / 1e6,
             self.corpus["big_name"], self.corpus["big_size"] / 1e6))
-        self.nginx = Nginx(self.corpus["dir"], self.work)
+        self.nginx = Nginx(self.corpus["dir"], self.work, a.herd_rate)
         self.nginx.start()
         self.wrk = shutil.which("wrk")
         self.curl = shutil.which("curl")
-        self.results["meta"] = {
+        self.results["meta"].update({
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "python": sys.version.split()[0],
             "uv": uv_version, "nproc": os.cpu_count(), "runs": a.runs, "quick": a.quick,
             "n_dists": self.corpus["n_dists"], "n_sdists": self.corpus["n_sdists"],
             "corpus_mb": round(self.corpus["corpus_bytes"] / 1e6, 1),
             "big_file": self.corpus["big_name"], "big_mb": round(self.corpus["big_size"] / 1e6, 1),
             "load_generator": "wrk" if self.wrk else "builtin", "targets": a.targets,
-            "herd_clients": a.herd_clients, "rtts_ms": a.rtts,
-        }
+            "herd_clients": a.herd_clients, "herd_rate_mb_s": a.herd_rate, "rtts_ms": a.rtts,
+        })
         for name in a.targets:
             t = TARGET_CLASSES[name](self)
             try:
@@ -897,11 +934,10 @@ class Bench:
             with contextlib.suppress(Exception):
                 self.nginx.stop()
         Procs.stop_all()
-        for d in (self.shm, self.tmp):
-            if self.args.keep:
-                log("kept %s" % d)
-            else:
-                shutil.rmtree(d, ignore_errors=True)
+        if self.args.keep:
+            log("kept %s" % self.shm)
+        else:
+            shutil.rmtree(self.shm, ignore_errors=True)
 
     # ---- recording
 
@@ -975,6 +1011,8 @@ class Bench:
 
     def section_install(self):
         log("== (1,2) uv pip install --no-cache of %d distributions: cold and warm" % self.corpus["n_dists"])
+        # one discarded install first: page cache, uv binary, interpreter files
+        self.uv_install(self.nginx.url, "priming (discarded)")
         for i in range(self.args.runs):
             for t in self.targets:
                 try:
@@ -1056,50 +1094,68 @@ class Bench:
 
     def section_herd(self):
         n = self.args.herd_clients
-        log("== (6) %d clients on one cold big file at once" % n)
-        path = "/files/" + self.corpus["big_name"]
+        rate = self.args.herd_rate
+        log("== (6) %d clients on one cold big file at once (upstream sends it at %s per connection)" % (
+            n, "%g MB/s" % rate if rate else "full speed"))
+        skip = set()
         for i in range(self.args.runs):
             for t in self.targets:
+                if t.name in skip:
+                    continue
                 try:
+                    t.slow = bool(rate)
+                    path = urllib.parse.urlsplit(t.upstream).path.replace("/simple/", "/files/") + \
+                        self.corpus["big_name"]
+                    # the reference: one client alone on the same cold file
+                    t.reset()
+                    d = self.download(self.big_url(t))
+                    if d.get("status") != 200 or d.get("size") != self.corpus["big_size"]:
+                        raise RuntimeError("single download: %s" % d)
+                    self.record(t, "herd_single_s", d["total"])
                     t.reset()
                     url = self.big_url(t)
-                    if not self.results["runs"].get("big_cold_s", {}).get(t.name):
-                        # the single-download reference this comparison needs
-                        t.reset()
-                        d = self.download(url)
-                        self.record(t, "big_cold_s", d.get("total"))
-                        t.reset()
-                        url = self.big_url(t)
                     time.sleep(0.2)
                     t.reset_peak()
                     off = self.nginx.log_offset()
                     t0 = time.perf_counter()
                     if self.curl:
-                        procs = [subprocess.Popen(self.curl_argv(url), stdout=subprocess.PIPE,
-                                                  stderr=subprocess.PIPE, env=clean_env())
-                                 for _ in range(n)]
-                        outs = [self._parse_curl(*(x.decode() for x in p.communicate(timeout=900)))
-                                for p in procs]
+                        procs = []
+                        try:
+                            for _ in range(n):
+                                procs.append(subprocess.Popen(self.curl_argv(url), stdout=subprocess.PIPE,
+                                                              stderr=subprocess.PIPE, env=clean_env()))
+                            outs = [self._parse_curl(*(x.decode() for x in p.communicate(timeout=900)))
+                                    for p in procs]
+                        finally:
+                            for p in procs:
+                                if p.poll() is None:
+                                    p.kill()
+                                    p.wait()
                     else:
                         outs = threaded(lambda: python_download(url), n)
                     total = time.perf_counter() - t0
                     peak = t.peak_mb()
-                    # let background fetches (if any) finish and be logged
-                    fetches = self._upstream_gets(off, path)
+                    fetches = self._upstream_gets(off, path)  # waits for background fetches too
                     bad = [o for o in outs if o.get("status") != 200 or o.get("size") != self.corpus["big_size"]]
                     slowest = max(o.get("total") or 0 for o in outs)
-                    ref = median(self.results["runs"]["big_cold_s"][t.name])
-                    log("  %-28s upstream GETs %d  total %.2f s  slowest %.2f s (%.2fx single)  peak RSS %.0f MB%s" % (
-                        "%s #%d" % (t.name, i + 1), fetches, total, slowest, slowest / ref if ref else 0, peak,
-                        "  FAILED %d: %s" % (len(bad), bad[0]) if bad else ""))
+                    x = slowest / d["total"]
+                    log("  %-28s upstream GETs %d  total %.2f s  slowest %.2f s = %.2fx single (%.2f s)  "
+                        "peak RSS %.0f MB%s" % ("%s #%d" % (t.name, i + 1), fetches, total, slowest, x,
+                                                d["total"], peak,
+                                                "  FAILED %d: %s" % (len(bad), bad[0]) if bad else ""))
                     self.record(t, "herd_upstream_gets", fetches)
                     self.record(t, "herd_total_s", total)
-                    self.record(t, "herd_slowest_x_single", slowest / ref if ref else None)
+                    self.record(t, "herd_slowest_x_single", x)
                     self.record(t, "herd_peak_rss_mb", peak)
                     self.record(t, "herd_failed_clients", len(bad))
                     t.peak_rss_mb = max(t.peak_rss_mb, peak)
+                    if total > self.args.herd_cap and i + 1 < self.args.runs:
+                        log("  %s took over %g s: measured once (--herd-cap)" % (t.name, self.args.herd_cap))
+                        skip.add(t.name)
                 except Exception as e:  # noqa: BLE001
                     self.fail(t, "herd", e)
+                finally:
+                    t.slow = False
 
     def _upstream_gets(self, off, path, settle=1.0, limit=30.0) -> int:
         deadline = time.monotonic() + limit
@@ -1120,14 +1176,14 @@ class Bench:
         log("== (8) tiers: uv straight from a remote pypiproxy vs via a local pypiproxy chained to it")
         base = next(t for t in self.targets if t.name == "pypiproxy")
         base.stop()
-        remote = PyPIProxy(self, name="tier-remote")
+        remote = PyPIProxy(self, name="tier-remote", sticky_port=True)
         remote.venv = base.venv
         try:
             for rtt in self.args.rtts:
                 res = self.results["tiers"].setdefault(str(rtt), {})
                 remote.reset()
                 relay = Relay(self.work, remote.port, rtt)
-                local = PyPIProxy(self, upstream="http://127.0.0.1:%d/simple/" % relay.port, name="tier-local")
+                local = PyPIProxy(self, upstream="http://127.0.0.1:%d/simple/" % relay.port, name="tier-local", sticky_port=True)
                 local.venv = base.venv
                 try:
                     for i in range(self.args.runs):
@@ -1175,6 +1231,7 @@ class Bench:
                      ("pages_c%d_errors" % c, "(5) pages c=%d, errors" % c, "low")]
         rows += [
             ("herd_upstream_gets", "(6) %d clients: upstream GETs" % self.args.herd_clients, "low"),
+            ("herd_single_s", "(6) one client alone: s", "low"),
             ("herd_total_s", "(6) %d clients: total s" % self.args.herd_clients, "low"),
             ("herd_slowest_x_single", "(6) slowest client / single", "low"),
             ("herd_peak_rss_mb", "(6) peak RSS during herd, MB", "low"),
@@ -1389,6 +1446,11 @@ def parse_args(argv=None):
     p.add_argument("--concurrency", type=int, nargs="+", default=[10, 100])
     p.add_argument("--wrk-threads", type=int)
     p.add_argument("--herd-clients", type=int, default=20)
+    p.add_argument("--herd-rate", type=float, default=100.0,
+                   help="MB/s per connection the upstream sends the big file at in the herd section, "
+                        "like a real uplink (0: unlimited) [%(default)s]")
+    p.add_argument("--herd-cap", type=float, default=60.0,
+                   help="a target whose herd run takes longer than this many seconds is run once [%(default)s]")
     p.add_argument("--rtts", type=float, nargs="+", help="link RTTs in ms for the tiers section [1 10 50]")
     p.add_argument("--python", default=sys.executable, help="interpreter uv installs for [%(default)s]")
     p.add_argument("--uv", help="uv binary (default: on PATH, else installed into DATA_DIR/venvs/tools)")
@@ -1422,7 +1484,8 @@ def main(argv=None):
     def on_signal(signum, _frame):
         raise KeyboardInterrupt("signal %d" % signum)
 
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     bench = Bench(args)
     t0 = time.monotonic()
     try:
