@@ -661,7 +661,9 @@ class PyPIProxy(Target):
     def _start(self):
         self.proc = Procs.start(
             [self.venv / "bin/twistd", "-n", "--pidfile=", "pypiproxy", "--listen", "tcp:%d:interface=127.0.0.1" % self.port,
-             "--upstream", self.upstream, "--cache-dir", self.cache],
+             "--upstream", self.upstream, "--cache-dir", self.cache,
+             # Access log on, in a file of its own (as nginx's is): see the README.
+             "--access-log", str(self.work / ("access-%d.log" % self.port))],
             self.logfile(), cwd=self.work)
         wait_http("http://127.0.0.1:%d/+health" % self.port, 30, self.proc, ok=lambda s: s == 200)
 

@@ -83,6 +83,16 @@ def _positive_number(option: str, value: str) -> float:
     return number
 
 
+def _writable_file(option: str, value: str) -> Path:
+    path = Path(value)
+    try:
+        with path.open("a"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{option}: cannot write {value!r}: {e.strerror}") from None
+    return path
+
+
 def _readable_file(option: str, value: str) -> Path:
     path = Path(value)
     try:
@@ -108,6 +118,7 @@ class Config:
     allow_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     max_cache_size: int | None = None
     max_upload_size: int = 1024**3
+    access_log: Path | None = None
 
 
 class Options(usage.Options):
@@ -132,6 +143,7 @@ class Options(usage.Options):
         ["auth", None, "upload", "With --htpasswd, what needs a login: upload or all."],
         ["max-cache-size", None, None, "Evict least-recently-used upstream files above SIZE (500M, 20G)."],
         ["max-upload-size", None, "1G", "Largest accepted upload (K/M/G/T are powers of 1024)."],
+        ["access-log", None, None, "Write the access log (combined format) to FILE instead of the server log."],
     ]
 
     def __init__(self) -> None:
@@ -210,6 +222,7 @@ class Options(usage.Options):
             allow_from=tuple(allow_from),
             max_cache_size=parse_size(max_cache) if max_cache else None,
             max_upload_size=parse_size(self["max-upload-size"], "--max-upload-size"),
+            access_log=self["access-log"] and _writable_file("--access-log", self["access-log"]),
         )
 
 

@@ -78,7 +78,13 @@ def build_site(config: Config, reactor) -> tuple[Site, FileStore, UpstreamClient
     root = Root(Components(pages=pages, files=files, stats=stats, ttl=config.index_ttl))
     root.putChild(b"legacy", Upload(private, stats))
     site = site_for(
-        root, config, reactor, requestFactory=UploadRequest.factory(config.max_upload_size, store.temporary)
+        root,
+        config,
+        reactor,
+        requestFactory=UploadRequest.factory(config.max_upload_size, store.temporary),
+        # A file of its own is much cheaper than a logger event per request (and is what
+        # log rotation and analysers expect); without it the lines go to the server's log.
+        logPath=str(config.access_log) if config.access_log else None,
     )
     return site, store, client, budget
 

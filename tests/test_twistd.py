@@ -98,3 +98,19 @@ async def test_a_client_that_does_not_read_does_not_grow_memory(twistd, fake_ind
         assert await threads.deferToThread(read_all) == built.sha256
     finally:
         stalled.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_access_log_can_go_to_a_file_of_its_own(twistd, tmp_path):
+    import urllib.request
+
+    access = tmp_path / "access.log"
+    proxy = twistd(["--no-upstream", "--access-log", str(access)], name="access")
+    await threads.deferToThread(proxy.wait_ready)
+    await threads.deferToThread(lambda: urllib.request.urlopen(proxy.root_url + "+stats", timeout=10).read())
+    for _ in range(100):
+        if "GET /+stats HTTP/1.1" in access.read_text():
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+    assert '"GET /+stats HTTP/1.1" 200' in access.read_text()
+    assert "GET /+stats" not in proxy.log()
