@@ -345,7 +345,8 @@ def with_files(page: ProjectPage, files: Iterable[FileEntry]) -> ProjectPage:
 # Content negotiation (PEP 691) ---------------------------------------------------------
 
 
-def _parse_accept(accept: str) -> list[tuple[str, float]]:
+def parse_qualities(accept: str) -> list[tuple[str, float]]:
+    """``Accept``-style lists (also ``Accept-Encoding``): each item, lower-cased, with its q."""
     ranges = []
     for part in accept.split(","):
         pieces = part.strip().split(";")
@@ -392,7 +393,7 @@ def negotiate(accept: str | None, format_param: str | None = None) -> tuple[str,
         return ("html", TEXT_HTML)
     ranked = []
     order = list(_OFFERS)
-    for media, quality in _parse_accept(accept):
+    for media, quality in parse_qualities(accept):
         if quality <= 0:
             continue
         if media in _OFFERS:

@@ -88,11 +88,8 @@ def _upstream_error(e: UpstreamError) -> IResource:
 
 def _accepts_gzip(request: Request) -> bool:
     header = request.getHeader(b"accept-encoding") or b""
-    for part in header.decode("latin-1").lower().split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip() in ("gzip", "*"):
-            return "q=0" not in params.replace(" ", "") or "q=0." in params
-    return False
+    qualities = dict(simple.parse_qualities(header.decode("latin-1")))
+    return qualities.get("gzip", qualities.get("*", 0.0)) > 0
 
 
 def _etag_matches(header: bytes | None, etag: str) -> bool:

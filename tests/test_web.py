@@ -326,3 +326,14 @@ async def test_offline_serves_what_is_cached_and_asks_nobody(make_proxy, fake_in
     response, _ = await offline.get("simple/never-seen/")
     assert response.code == 404
     assert len(fake_index.requests) == asked
+
+
+@pytest.mark.parametrize("accept_encoding, gzipped", [
+    ("gzip", True), ("gzip;q=0.5, br", True), ("gzip;q=0", False), ("gzip; q=0.0", False),
+    ("*", True), ("identity", False), ("br, *;q=0", False),
+])
+@pytest_twisted.ensureDeferred
+async def test_gzip_follows_the_accept_encoding_qualities(proxy, fake_index, wheels, accept_encoding, gzipped):
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    response, _ = await proxy.get("simple/demo/", {"Accept-Encoding": accept_encoding})
+    assert (header(response, "Content-Encoding") == "gzip") is gzipped
