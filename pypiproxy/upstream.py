@@ -25,9 +25,6 @@ log = Logger()
 PAGE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 
 
-READ_SIZE = 1024 * 1024
-
-
 class UpstreamError(Exception):
     """The upstream could not be reached or failed; clients get a 502."""
 
@@ -89,13 +86,6 @@ class _BodyReader(Protocol):
         self._idle = idle
         self._clock = clock
         self._timer = clock.callLater(idle, self._timedOut)
-
-    def connectionMade(self) -> None:
-        # Read big files in big gulps: each chunk costs a trip through the HTTP client's
-        # parser in Python, so fewer, larger chunks go faster (the kernel buffers anyway).
-        connection = getattr(self.transport, "_producer", None)
-        if connection is not None and hasattr(connection, "bufferSize"):
-            connection.bufferSize = READ_SIZE
 
     def dataReceived(self, data: bytes) -> None:
         if self.finished.called:
