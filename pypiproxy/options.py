@@ -83,23 +83,15 @@ def _positive_number(option: str, value: str) -> float:
     return number
 
 
-def _writable_file(option: str, value: str) -> Path:
+def _readable_file(option: str, value: str, mode: str = "rb") -> Path:
+    """The path, once we know it opens (for reading, or in ``mode``)."""
     path = Path(value)
     try:
-        with path.open("a"):
+        with path.open(mode):
             pass
     except OSError as e:
-        raise ValueError(f"{option}: cannot write {value!r}: {e.strerror}") from None
-    return path
-
-
-def _readable_file(option: str, value: str) -> Path:
-    path = Path(value)
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as e:
-        raise ValueError(f"{option}: cannot read {value!r}: {e.strerror}") from None
+        verb = "read" if "r" in mode else "write"
+        raise ValueError(f"{option}: cannot {verb} {value!r}: {e.strerror}") from None
     return path
 
 
@@ -222,7 +214,7 @@ class Options(usage.Options):
             allow_from=tuple(allow_from),
             max_cache_size=parse_size(max_cache) if max_cache else None,
             max_upload_size=parse_size(self["max-upload-size"], "--max-upload-size"),
-            access_log=self["access-log"] and _writable_file("--access-log", self["access-log"]),
+            access_log=self["access-log"] and _readable_file("--access-log", self["access-log"], mode="a"),
         )
 
 

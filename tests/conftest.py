@@ -193,6 +193,20 @@ REPO = Path(__file__).resolve().parent.parent
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 
 
+def stop_process(process, signal_number: int | None = None) -> None:
+    """Ask a child to stop (SIGTERM, or the signal given), kill it after 10 s; reap it."""
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signal_number or signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def free_port() -> int:
     import socket
 
@@ -255,13 +269,7 @@ class Twistd:
         raise RuntimeError(f"twistd did not come up: {self.log()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except Exception:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         if self.process.stderr:
             self.process.stderr.close()
 

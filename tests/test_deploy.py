@@ -20,7 +20,7 @@ import pytest_twisted
 import trustme
 from twisted.internet import threads
 
-from conftest import REPO, TWISTD, clean_client_env, free_port, pip_install
+from conftest import REPO, TWISTD, clean_client_env, free_port, pip_install, stop_process
 from fakeindex import build_wheel
 from test_private import twine_upload, write
 
@@ -106,13 +106,7 @@ class Service:
         raise RuntimeError(f"did not come up: {self.log()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @pytest.fixture

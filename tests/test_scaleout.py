@@ -25,7 +25,7 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 
-from conftest import REPO, free_port, pip_install, run_client
+from conftest import REPO, free_port, pip_install, run_client, stop_process
 from test_crash import cached_files, get, multipart_form
 
 from pypiproxy.files import FileStore
@@ -102,13 +102,7 @@ class Nginx:
         raise RuntimeError(f"nginx did not come up: {self.log()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # fast shutdown, workers included
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)  # SIGTERM: nginx's fast shutdown, workers included
 
 
 @pytest.fixture
