@@ -14,7 +14,6 @@ import re
 import shutil
 import socket
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -26,6 +25,7 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
 from .simple import FileEntry
+from .wheels import NoMetadata, wheel_metadata
 from .stats import Stats
 from .upstream import UpstreamClient, UpstreamError, UpstreamResponse
 
@@ -112,15 +112,8 @@ class FileStore:
     def extract_metadata(self, key: str) -> bytes | None:
         """Copy a cached wheel's METADATA beside it (in a thread), for PEP 658 clients."""
         try:
-            with zipfile.ZipFile(self.path(key)) as wheel:
-                names = [
-                    n for n in wheel.namelist()
-                    if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
-                ]
-                if len(names) != 1:
-                    return None
-                data = wheel.read(names[0])
-        except (OSError, zipfile.BadZipFile, KeyError):
+            data = wheel_metadata(self.path(key))
+        except NoMetadata:
             return None
         self.write(self.metadata_path(key), data)
         return data

@@ -39,6 +39,7 @@ from .files import CachedFile, Source
 from .pages import CachedPage
 from .stats import Stats
 from .upstream import UpstreamError
+from .wheels import NoMetadata, wheel_metadata
 
 log = Logger()
 
@@ -205,19 +206,9 @@ def _version_or_none(value: str) -> Version | None:
 
 def _wheel_metadata(path: Path, filename: str) -> bytes:
     try:
-        with zipfile.ZipFile(path) as wheel:
-            found = [
-                info
-                for info in wheel.infolist()
-                if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA")
-            ]
-            if len(found) != 1:
-                raise Refused(f"{filename} is not a valid wheel: no single .dist-info/METADATA")
-            if found[0].file_size > MAX_METADATA:
-                raise Refused(f"{filename} is not a valid wheel: its METADATA is too large")
-            return wheel.read(found[0])
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
-        raise Refused(f"{filename} is not a valid wheel (zip): {e}") from None
+        return wheel_metadata(path, max_size=MAX_METADATA)
+    except NoMetadata as e:
+        raise Refused(f"{filename} is not a valid wheel: {e}") from None
 
 
 def _sdist_metadata(path: Path, filename: str) -> bytes | None:

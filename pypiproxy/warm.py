@@ -9,7 +9,6 @@ import shlex
 import sys
 import tempfile
 import traceback
-import zipfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,6 +36,7 @@ from twisted.python.failure import Failure
 from .options import UpstreamIndex, redact, parse_upstream
 from .simple import FileEntry, IndexFormatError, ProjectPage, parse_project, version_of
 from .upstream import PAGE_ACCEPT, UpstreamClient, UpstreamError
+from .wheels import NoMetadata, wheel_metadata
 
 T = TypeVar("T")
 
@@ -672,25 +672,9 @@ def read_requires_dist(
 def metadata_from_wheel(wheel: IO[bytes], name: str | None = None) -> bytes:
     """The METADATA file inside a wheel (the ``.dist-info`` of ``name`` if there are several)."""
     try:
-        with zipfile.ZipFile(wheel) as archive:
-            found = sorted(
-                n
-                for n in archive.namelist()
-                if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
-            )
-            if name is not None:
-                mine = [
-                    n
-                    for n in found
-                    if canonicalize_name(n.split("/")[0].rsplit("-", 1)[0])
-                    == canonicalize_name(name)
-                ]
-                found = mine or found
-            if not found:
-                raise MetadataError("no .dist-info/METADATA in the wheel")
-            return archive.read(found[0])
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, EOFError) as e:
-        raise MetadataError(f"not a readable wheel ({e})") from None
+        return wheel_metadata(wheel, name)
+    except NoMetadata as e:
+        raise MetadataError(str(e)) from None
 
 
 def dependencies(

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import ssl
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path

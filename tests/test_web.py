@@ -11,7 +11,6 @@ from urllib.parse import urljoin
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "text/html"
