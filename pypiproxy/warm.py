@@ -220,12 +220,17 @@ def _looks_like_location(text: str) -> bool:
     )
 
 
-def _line_options(option_text: str, origin: str, line: str) -> Iterator[str]:
-    """The ``--hash`` values of a requirement line; other per-line options are refused."""
+def _split(text: str, origin: str, line: str) -> list[str]:
+    """Shell-like words of a requirements line; unbalanced quotes name the line."""
     try:
-        tokens = shlex.split(option_text)
+        return shlex.split(text)
     except ValueError as e:
         raise RequirementsError(f"{origin}: {e}: {_hide(line)}") from None
+
+
+def _line_options(option_text: str, origin: str, line: str) -> Iterator[str]:
+    """The ``--hash`` values of a requirement line; other per-line options are refused."""
+    tokens = _split(option_text, origin, line)
     index = 0
     while index < len(tokens):
         name, _, value = tokens[index].partition("=")
@@ -284,10 +289,7 @@ class _FileReader:
             self._reading.pop()
 
     def _options(self, line: str, origin: str, path: Path, constraint: bool) -> None:
-        try:
-            tokens = shlex.split(line)
-        except ValueError as e:
-            raise RequirementsError(f"{origin}: {e}: {_hide(line)}") from None
+        tokens = _split(line, origin, line)
         index = 0
         while index < len(tokens):
             token = tokens[index]
