@@ -1,13 +1,15 @@
 """File cache: content-addressed store, one download per file fanned out to every client.
 
-A download is written to a temporary file while its hash is computed; clients read that
-growing file at their own pace (so memory does not grow with the file or with slow
-clients) but never its last byte until the hash has been checked and the file renamed
-into the cache. A broken or mismatched download aborts every client reading it.
+A download is written to a temporary file, and hashed, by a thread beside the reactor.
+Clients are sent its chunks from memory while they keep up, and read the growing file
+when they fall behind (so memory does not grow with the file or with slow clients), but
+never its last byte until the hash has been checked and the file renamed into the cache.
+A broken or mismatched download aborts every client reading it.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import re
@@ -15,8 +17,9 @@ import shutil
 import socket
 import time
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Callable, Protocol
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -34,6 +37,11 @@ log = Logger()
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 KEY = re.compile(r"^(?:[0-9a-f]{64}|u[0-9a-f]{63})$")
 CHUNK = 256 * 1024
+# Bytes received and not yet on disk at which the upstream is paused (resumed at half).
+MAX_BACKLOG = 8 * 1024 * 1024
+# Bytes of a download kept in memory once on disk, so readers a little behind (paused by
+# their socket for a moment) catch up from memory rather than from the file.
+RETAIN = 8 * 1024 * 1024
 # Bytes of a download held back from clients until its hash is known to be right.
 HOLDBACK = 1
 
@@ -160,9 +168,11 @@ class Source(Protocol):
 
     path: Path
     length: int | None
+    written: int  # bytes on disk
 
     def open(self) -> BinaryIO: ...
     def available(self) -> int: ...
+    def recent(self, offset: int, end: int) -> bytes | None: ...
     def finished(self) -> bool: ...
     def failed(self) -> bool: ...
     def subscribe(self, producer: "FileProducer") -> None: ...
@@ -179,8 +189,15 @@ class CachedFile:
     def open(self) -> BinaryIO:
         return open(self.path, "rb")
 
+    @property
+    def written(self) -> int:
+        return self.length
+
     def available(self) -> int:
         return self.length
+
+    def recent(self, offset: int, end: int) -> bytes | None:
+        return None
 
     def finished(self) -> bool:
         return True
@@ -195,6 +212,106 @@ class CachedFile:
         pass
 
 
+class DiskWriter:
+    """Writes and hashes a download's chunks in a thread, in order, a batch at a time.
+
+    The reactor thread only receives and forwards; the copy to disk and the sha256 (both
+    release the GIL) run beside it on another core. Readers of the file wait for
+    ``written``; a caught-up reader is sent each chunk from memory as it arrives.
+    """
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        hashes: list,  # hashlib objects
+        written: Callable[[int], None],
+        failed: Callable[[Failure], None],
+    ) -> None:
+        self._file: BinaryIO | None = file
+        self._hashes = hashes
+        self._written = written
+        self._failed = failed
+        self._batch: list[bytes] = []
+        self.backlog = 0  # bytes given and not yet on disk
+        self.failure: Failure | None = None
+        self._busy = False
+        self._closing = False
+        self._idle: list[defer.Deferred[None]] = []
+
+    def write(self, data: bytes) -> None:
+        if self.failure is not None or self._closing:
+            return
+        self._batch.append(data)
+        self.backlog += len(data)
+        if not self._busy:
+            self._next()
+
+    def flushed(self) -> defer.Deferred[None]:
+        """Fires once everything given is on disk and hashed."""
+        if self.failure is not None:
+            return defer.fail(self.failure)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._idle.append(d)
+        if not self._busy:
+            self._settle()
+        return d
+
+    def close(self) -> defer.Deferred[None]:
+        """Close the file, after the batch being written (never under a writing thread,
+        whose descriptor could otherwise be reused by the next file opened)."""
+        self._closing = True
+        self._batch.clear()
+        d = self.flushed() if self._busy else defer.succeed(None)
+        if not self._busy:
+            self._close_file()
+        return d.addErrback(lambda _: None)
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _next(self) -> None:
+        batch, self._batch = self._batch, []
+        self._busy = True
+        threads.deferToThread(self._write_batch, batch).addCallbacks(self._wrote, self._broke)
+
+    def _write_batch(self, batch: list[bytes]) -> int:  # in a thread
+        for chunk in batch:
+            view = memoryview(chunk)
+            while view:
+                view = view[self._file.write(view) :]
+            for h in self._hashes:
+                h.update(chunk)
+        return sum(map(len, batch))
+
+    def _wrote(self, size: int) -> None:
+        self._busy = False
+        self.backlog -= size
+        if self._batch and not self._closing:
+            self._next()
+        self._written(size)
+        if not self._busy:
+            self._settle()
+
+    def _broke(self, failure: Failure) -> None:
+        self._busy = False
+        self.failure = failure
+        self._batch.clear()
+        self._failed(failure)
+        self._settle()
+
+    def _settle(self) -> None:
+        if self._closing:
+            self._close_file()
+        idle, self._idle = self._idle, []
+        for d in idle:
+            if self.failure is not None:
+                d.errback(self.failure)
+            else:
+                d.callback(None)
+
+
 class Download:
     """One upstream fetch of one file, written to a temporary file that clients read."""
 
@@ -203,10 +320,15 @@ class Download:
         self.entry = entry
         self.path = store.temporary(key)
         self.length: int | None = entry.size
-        self.written = 0
+        self.received = 0  # from the upstream
+        self.written = 0  # of those, on disk and hashed
         self._store = store
         self._stats = stats
-        self._file: BinaryIO | None = None
+        self._writer: DiskWriter | None = None
+        self._response: UpstreamResponse | None = None
+        # (offset, chunk) of what is not on disk yet and the RETAIN bytes before it
+        self._window: list[tuple[int, bytes]] = []
+        self._paused = False
         self._hash = hashlib.sha256()
         self._others = {
             name: hashlib.new(name)
@@ -228,13 +350,27 @@ class Download:
             return open(self._store.path(self.key), "rb")
 
     def available(self) -> int:
+        """How much of the file readers may have (from memory or disk)."""
         if self._state == "done":
             return self.written
         if self.length is not None:
             # Only the file's last byte waits for the hash: every chunk before it can be
             # handed on as it arrives.
-            return min(self.written, self.length - HOLDBACK)
-        return max(0, self.written - HOLDBACK)
+            return min(self.received, self.length - HOLDBACK)
+        return max(0, self.received - HOLDBACK)
+
+    def recent(self, offset: int, end: int) -> bytes | None:
+        """The bytes from ``offset`` (up to ``end``) of one chunk still held in memory."""
+        window = self._window
+        if not window or offset < window[0][0]:
+            return None
+        start, chunk = window[bisect.bisect_right(window, offset, key=itemgetter(0)) - 1]
+        stop = start + len(chunk)
+        if offset >= stop:
+            return None
+        if offset == start and end >= stop:
+            return chunk  # the usual case: no copy
+        return chunk[offset - start : min(end, stop) - start]
 
     def finished(self) -> bool:
         return self._state == "done"
@@ -273,8 +409,13 @@ class Download:
 
     async def run(self, client: UpstreamClient) -> None:
         try:
-            self._file = self._store.create(self.path)
-            response = await client.get(self.entry.url)
+            self._writer = DiskWriter(
+                self._store.create(self.path),
+                [self._hash, *self._others.values()],
+                written=self._on_disk,
+                failed=self._disk_failed,
+            )
+            response = self._response = await client.get(self.entry.url)
             if response.code != 200:
                 response.abort()
                 raise UpstreamError(f"upstream answered {response.code} for {self.entry.filename}")
@@ -284,15 +425,19 @@ class Download:
             for d in self._started:
                 d.callback(self)
             self._started.clear()
-            await response.stream(self._write)
+            await response.stream(self._received)
+            await self._writer.flushed()
             self._verify()
-            self._file.close()
+            await self._writer.close()
             await threads.deferToThread(self._store.commit, self.path, self._store.path(self.key))
         except Exception as e:
+            if self._writer is not None and self._writer.failure is not None:
+                e = self._writer.failure.value  # the disk's error, not the aborted read it caused
             self._fail(Failure(e if isinstance(e, UpstreamError) else UpstreamError(str(e))))
             return
         self.path = self._store.path(self.key)
         self._state = "done"
+        self._window.clear()
         self._stats.incr("files_cached")
         log.info(
             "cached {filename} ({bytes} bytes, sha256 {sha256})",
@@ -305,20 +450,38 @@ class Download:
             d.callback(None)
         self._done.clear()
 
-    def _write(self, data: bytes) -> None:
-        self._file.write(data)
-        self._hash.update(data)
-        for other in self._others.values():
-            other.update(data)
-        start = self.written
-        self.written += len(data)
+    def _received(self, data: bytes) -> None:
+        """A chunk from the upstream: to the disk writer, and at once to caught-up readers."""
+        self._window.append((self.received, data))
+        self.received += len(data)
         self._stats.incr("bytes_fetched", len(data))
-        for producer in list(self._producers):
-            producer.progress(start, data)
+        self._writer.write(data)
+        if self._writer.backlog > MAX_BACKLOG and not self._paused:
+            self._paused = True
+            self._stats.incr("upstream_pauses")
+            self._response.pause()
+        self._notify()
+
+    def _on_disk(self, size: int) -> None:
+        self.written += size
+        keep_from = min(self.written, self.received - RETAIN)
+        window = self._window
+        gone = 0
+        while gone < len(window) and window[gone][0] + len(window[gone][1]) <= keep_from:
+            gone += 1
+        del window[:gone]
+        if self._paused and self._writer.backlog <= MAX_BACKLOG // 2:
+            self._paused = False
+            self._response.resume()
+        self._notify()
+
+    def _disk_failed(self, failure: Failure) -> None:
+        if self._response is not None:
+            self._response.abort()
 
     def _verify(self) -> None:
-        if self.length is not None and self.written != self.length:
-            raise UpstreamError(f"{self.entry.filename}: got {self.written} of {self.length} bytes")
+        if self.length is not None and self.received != self.length:
+            raise UpstreamError(f"{self.entry.filename}: got {self.received} of {self.length} bytes")
         expected = dict(self.entry.hashes)
         if not self.key.startswith("u"):
             expected["sha256"] = self.key
@@ -334,14 +497,15 @@ class Download:
     def _fail(self, failure: Failure) -> None:
         self._state = "failed"
         self._failure = failure
+        self._window.clear()
         self._stats.incr("upstream_errors")
         log.warn(
             "download of {filename} failed: {error}",
             filename=self.entry.filename,
             error=failure.getErrorMessage(),
         )
-        if self._file is not None:
-            self._file.close()
+        if self._writer is not None:
+            self._writer.close()
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -522,8 +686,7 @@ class FileProducer:
         self._paused = False
         self._stopped = False
         self._file = source.open()
-        self._file.seek(start)
-        self._seek_needed = False  # data sent from memory moved us past the file position
+        self._file_position = 0
 
     def start(self) -> None:
         self._source.subscribe(self)
@@ -531,17 +694,8 @@ class FileProducer:
         self._request.notifyFinish().addErrback(lambda _: self.stopProducing())
         self._pump()
 
-    def progress(self, start: int | None = None, data: bytes | None = None) -> None:
-        """The source has more; ``data``, the bytes from ``start`` on, saves a caught-up
-        reader the round trip through the file."""
-        if data is not None and start == self._offset and not (self._paused or self._stopped):
-            limit = self._limit()
-            if limit > start:
-                chunk = data[: limit - start]
-                self._offset += len(chunk)
-                self._seek_needed = True
-                self._stats.incr("bytes_served", len(chunk))
-                self._request.write(chunk)
+    def progress(self) -> None:
+        """The source has more (or has ended)."""
         self._pump()
 
     def _limit(self) -> int:
@@ -582,11 +736,8 @@ class FileProducer:
             self._abort()
             return
         limit = self._limit()
-        if self._seek_needed and self._offset < limit:
-            self._file.seek(self._offset)
-            self._seek_needed = False
         while not self._paused and not self._stopped and self._offset < limit:
-            data = self._file.read(min(CHUNK, limit - self._offset))
+            data = self._source.recent(self._offset, limit) or self._read(limit)
             if not data:
                 # The file is shorter than the source says: never pretend it is complete.
                 self._abort()
@@ -603,6 +754,17 @@ class FileProducer:
             self.stopProducing()
             self._request.unregisterProducer()
             self._request.finish()
+
+    def _read(self, limit: int) -> bytes:
+        """From the file: what memory no longer holds is on disk."""
+        if self._file_position != self._offset:
+            self._file.seek(self._offset)
+        size = min(CHUNK, min(limit, self._source.written) - self._offset)
+        if size <= 0:
+            return b""
+        data = self._file.read(size)
+        self._file_position = self._offset + len(data)
+        return data
 
     def _abort(self) -> None:
         self.stopProducing()
