@@ -31,6 +31,7 @@ import html
 import http.client
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -838,6 +839,7 @@ class Bench:
         global CHILD_TMPDIR
         CHILD_TMPDIR = self.shm / "tmp"
         CHILD_TMPDIR.mkdir()
+        self.big_sha256 = None
         self.results: dict = {"meta": {}, "metrics": {}, "runs": {}, "tiers": {}, "errors": []}
         self.nginx = None
         self.targets: list[Target] = []
@@ -1046,6 +1048,23 @@ class Bench:
                             self.record(t, "big_%s_redirected" % phase, 1)
                 except Exception as e:  # noqa: BLE001
                     self.fail(t, "bigfile", e)
+            try:
+                self.relay_floor()
+            except Exception as e:  # noqa: BLE001
+                self.fail(HashingRelay, "bigfile", e)
+
+    def relay_floor(self):
+        big = self.corpus["dir"] / "files" / self.corpus["big_name"]
+        if self.big_sha256 is None:
+            with open(big, "rb") as f:
+                self.big_sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+        relay = HashingRelay(self.nginx.port, "/files/" + urllib.parse.quote(big.name), self.shm / "relay.part")
+        d = self.download(relay.url)
+        relay.thread.join(60)
+        if d.get("status") != 200 or d.get("size") != self.corpus["big_size"] or relay.sha256 != self.big_sha256:
+            raise RuntimeError("relay download: %s, sha256 %s" % (d, relay.sha256))
+        log("  %-28s %7.1f MB/s  (%.2f s)" % ("hashing relay (floor)", d["mbps"], d["total"]))
+        self.record(HashingRelay, "big_cold_mbps", d["mbps"])
 
     def section_pages(self):
         projects = [p for p in self.corpus["projects"] if p != BIG_PROJECT]
@@ -1271,6 +1290,13 @@ class Bench:
             lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
+        floor = m.get("big_cold_mbps", {})
+        if floor.get("relay"):
+            lines.append("")
+            lines.append("(3) floor: a minimal Python relay that hashes and keeps a copy in a second thread: "
+                         "%.0f MB/s = %s of direct; pypiproxy cold = %s of it" % (
+                             floor["relay"], ratio(floor["relay"], floor.get("direct")),
+                             ratio(floor.get("pypiproxy"), floor["relay"])))
         if self.results["tiers"]:
             lines.append("")
             lines.append("(8) uv install --no-cache, remote pypiproxy tier over a delayed link (median s)")
@@ -1357,6 +1383,60 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
+
+
+class HashingRelay:
+    """The floor under any caching proxy written in Python, for section (3).
+
+    It forwards one download from nginx to one client while a second thread computes the
+    sha256 and writes the copy to tmpfs: blocking sockets, 1 MiB reads, no HTTP framework,
+    no checks beyond the hash. What it reaches is what verifying and keeping a copy cost on
+    this machine, set beside nginx's sendfile."""
+
+    name = "relay"
+
+    def __init__(self, upstream_port: int, path: str, out: Path):
+        self.upstream_port, self.path, self.out = upstream_port, path, out
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d/" % self.listener.getsockname()[1]
+        self.sha256 = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        client, _ = self.listener.accept()
+        self.listener.close()
+        with client, socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
+            client.recv(65536)
+            upstream.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                             % self.path.encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += upstream.recv(65536)
+            head, body = head.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+            client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length)
+            chunks: "queue.SimpleQueue[bytes | None]" = queue.SimpleQueue()
+            digest = hashlib.sha256()
+
+            def keep():
+                with open(self.out, "wb", buffering=0) as f:
+                    while (chunk := chunks.get()) is not None:
+                        digest.update(chunk)
+                        f.write(chunk)
+
+            keeper = threading.Thread(target=keep)
+            keeper.start()
+            got = 0
+            while body:
+                chunks.put(body)
+                client.sendall(body)
+                got += len(body)
+                body = upstream.recv(1 << 20) if got < length else b""
+            chunks.put(None)
+            keeper.join()
+            self.sha256 = digest.hexdigest()
+        self.out.unlink(missing_ok=True)
 
 
 def python_download(url) -> dict:
