@@ -39,8 +39,9 @@ KEY = re.compile(r"^(?:[0-9a-f]{64}|u[0-9a-f]{63})$")
 CHUNK = 256 * 1024
 # Bytes received and not yet on disk at which the upstream is paused (resumed at half).
 MAX_BACKLOG = 8 * 1024 * 1024
-# Bytes of a download kept in memory once on disk, so readers a little behind (paused by
-# their socket for a moment) catch up from memory rather than from the file.
+# Bytes of downloads kept in memory once on disk, so readers a little behind (paused by
+# their socket for a moment) catch up from memory rather than from the file; shared by
+# the downloads in progress, so many at once do not add up.
 RETAIN = 8 * 1024 * 1024
 # Bytes of a download held back from clients until its hash is known to be right.
 HOLDBACK = 1
@@ -315,7 +316,9 @@ class DiskWriter:
 class Download:
     """One upstream fetch of one file, written to a temporary file that clients read."""
 
-    def __init__(self, key: str, entry: FileEntry, store: FileStore, stats: Stats) -> None:
+    def __init__(
+        self, key: str, entry: FileEntry, store: FileStore, stats: Stats, retain: Callable[[], int]
+    ) -> None:
         self.key = key
         self.entry = entry
         self.path = store.temporary(key)
@@ -326,8 +329,9 @@ class Download:
         self._stats = stats
         self._writer: DiskWriter | None = None
         self._response: UpstreamResponse | None = None
-        # (offset, chunk) of what is not on disk yet and the RETAIN bytes before it
+        # (offset, chunk) of what is not on disk yet and the retain() bytes before it
         self._window: list[tuple[int, bytes]] = []
+        self._retain = retain
         self._paused = False
         self._hash = hashlib.sha256()
         self._others = {
@@ -464,7 +468,7 @@ class Download:
 
     def _on_disk(self, size: int) -> None:
         self.written += size
-        keep_from = min(self.written, self.received - RETAIN)
+        keep_from = min(self.written, self.received - self._retain())
         window = self._window
         gone = 0
         while gone < len(window) and window[gone][0] + len(window[gone][1]) <= keep_from:
@@ -562,6 +566,9 @@ class FileCache:
             self._local_metadata[key] = hashlib.sha256(data).hexdigest()
             self.metadata_generation += 1
 
+    def _retain_each(self) -> int:
+        return RETAIN // max(1, len(self._downloads))
+
     def cached(self, key: str) -> CachedFile | None:
         size = self.store.size(key)
         if size is None:
@@ -585,7 +592,9 @@ class FileCache:
             if self._client is None:
                 raise NotCached(f"{entry.filename} is not cached, and this server asks no upstream")
             self._stats.incr("cache_misses")
-            download = self._downloads[key] = Download(key, entry, self.store, self._stats)
+            download = self._downloads[key] = Download(
+                key, entry, self.store, self._stats, self._retain_each
+            )
             finished = defer.ensureDeferred(download.run(self._client))
             finished.addBoth(lambda _: self._downloads.pop(key, None))
             if self._budget is not None:

@@ -284,7 +284,8 @@ class _Endpoints:
 @implementer(IStreamClientEndpoint)
 class _LargeReads:
     """Reads READ_SIZE bytes per system call rather than Twisted's 64 KiB: a big file then
-    arrives in a quarter of the chunks, and the reactor's time per byte falls by a third."""
+    arrives in a quarter of the chunks (a cold big file measured about 25% faster; 1 MiB
+    reads measured slower than either)."""
 
     def __init__(self, endpoint: IStreamClientEndpoint) -> None:
         self._endpoint = endpoint
