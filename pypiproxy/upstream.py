@@ -19,6 +19,7 @@ from twisted.web import client as webclient
 from twisted.web.http_headers import Headers
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IResponse
+from hyperlink import EncodedURL
 from zope.interface import implementer
 
 from .options import UpstreamIndex, origin_of, redact
@@ -176,28 +177,53 @@ class UpstreamClient:
         agent = webclient.Agent.usingEndpointFactory(
             reactor, _Endpoints(reactor, policy, timeout), pool=self._pool
         )
+        # Pages through treq, which asks for gzip and decodes it; files as they are.
         self._http = treq.client.HTTPClient(agent)
+        self._as_is = webclient.BrowserLikeRedirectAgent(agent)
 
     async def get(
         self, url: str, headers: dict[str, str] | None = None, method: str = "GET"
     ) -> UpstreamResponse:
-        """Send a request; fires once the status and headers are in (within the timeout)."""
+        """Ask for a file, byte for byte: ``Accept-Encoding: identity`` and nothing decoded
+        (as pip does), so a server that labels a ``.tar.gz`` as gzip-encoded does not get it
+        unpacked and then refused for its hash. Fires once the status and headers are in."""
+        sent = self._headers(url, headers)
+        sent.setRawHeaders("Accept-Encoding", ["identity"])
+        uri = EncodedURL.from_text(url).to_uri().to_text().encode("ascii")
+        return await self._send(url, self._as_is.request(method.encode("ascii"), uri, sent))
+
+    async def get_page(
+        self, url: str, etag: str | None = None, last_modified: str | None = None
+    ) -> tuple[UpstreamResponse, bytes]:
+        """Fetch an index page (gzip welcome), conditionally when we hold validators."""
+        headers = {"Accept": PAGE_ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        sent = self._headers(url, headers)
+        requested = self._http.request(
+            "GET", url, headers=sent, unbuffered=True, browser_like_redirects=True
+        )
+        response = await self._send(url, requested)
+        body = await response.content()
+        return response, body
+
+    def _headers(self, url: str, headers: dict[str, str] | None) -> Headers:
         sent = Headers({"User-Agent": ["pypiproxy"]})
         for name, value in (headers or {}).items():
             sent.setRawHeaders(name, [value])
         authorization = self._credentials.get(origin_of(url))
         if authorization:
             sent.setRawHeaders("Authorization", [authorization])
+        return sent
+
+    async def _send(self, url: str, requested: defer.Deferred[IResponse]) -> UpstreamResponse:
+        """Wait (within the timeout) for the status and headers of a request sent."""
         started = self._reactor.seconds()
+        timer = self._reactor.callLater(self._timeout, requested.cancel)
         try:
-            response = await self._http.request(
-                method,
-                url,
-                headers=sent,
-                timeout=self._timeout,
-                unbuffered=True,
-                browser_like_redirects=True,
-            )
+            response = await requested
         except defer.CancelledError:
             self._log_fetch(url, "timeout", 0, started)
             raise UpstreamTimeout(f"no answer from {redact(url)} in {self._timeout:g}s") from None
@@ -213,6 +239,9 @@ class UpstreamClient:
         except Exception as e:
             self._log_fetch(url, "error", 0, started)
             raise UpstreamError(f"{redact(url)}: {_describe(e)}") from None
+        finally:
+            if timer.active():
+                timer.cancel()
         final_url = url
         if response.request is not None:
             final_url = response.request.absoluteURI.decode("utf-8", "replace")
@@ -224,19 +253,6 @@ class UpstreamClient:
             _client=self,
             _started=started,
         )
-
-    async def get_page(
-        self, url: str, etag: str | None = None, last_modified: str | None = None
-    ) -> tuple[UpstreamResponse, bytes]:
-        """Fetch an index page, conditionally when we hold validators."""
-        headers = {"Accept": PAGE_ACCEPT}
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
-        response = await self.get(url, headers)
-        body = await response.content()
-        return response, body
 
     def _read_body(self, response: UpstreamResponse, write: Callable[[bytes], None]) -> defer.Deferred[int]:
         reader = response._reader = _BodyReader(write, self._timeout, self._reactor)

@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 
 from .options import UpstreamIndex, redact, parse_upstream
 from .simple import FileEntry, IndexFormatError, ProjectPage, parse_project, version_of
-from .upstream import PAGE_ACCEPT, UpstreamClient, UpstreamError
+from .upstream import UpstreamClient, UpstreamError
 from .wheels import NoMetadata, wheel_metadata
 
 T = TypeVar("T")
@@ -789,8 +789,7 @@ class IndexClient:
         url = f"{self.url}{canonicalize_name(name)}/"
         async with self._limit:
             try:
-                response = await self._http.get(url, {"Accept": PAGE_ACCEPT})
-                body = await _read(response)
+                response, body = await self._http.get_page(url)
             except UpstreamError as e:
                 raise WarmError(f"cannot reach the index: {e}") from None
         if response.code == 404:

@@ -67,7 +67,11 @@ _LATEST = {
 # Server preference order on ties, as the public index's negotiation has it.
 _OFFERS = (TEXT_HTML, HTML_V1, JSON_V1)
 
-BEHAVIOURS = frozenset({"ok", "slow", "die", "wrong-hash", "500", "404", "hang", "redirect"})
+# gzip-label: the stored bytes sent with "Content-Encoding: gzip" (Apache's AddEncoding for
+# .gz); gzip-if-asked: compressed on the fly for a client that accepts gzip (nginx gzip on).
+BEHAVIOURS = frozenset(
+    {"ok", "slow", "die", "wrong-hash", "500", "404", "hang", "redirect", "gzip-label", "gzip-if-asked"}
+)
 
 # 1980-01-01 is the earliest zip timestamp; a fixed one makes builds reproducible.
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
@@ -883,6 +887,12 @@ class FakeIndex:
                 body = data[start : end + 1]
                 request.setResponseCode(206)
                 request.setHeader(b"Content-Range", b"bytes %d-%d/%d" % (start, end, len(data)))
+        if behaviour == "gzip-label":
+            request.setHeader(b"Content-Encoding", b"gzip")
+        accepted = (request.getHeader(b"accept-encoding") or b"").lower()
+        if behaviour == "gzip-if-asked" and b"gzip" in accepted and request.code == 200:
+            body = gzip.compress(body, mtime=0)
+            request.setHeader(b"Content-Encoding", b"gzip")
         request.setHeader(b"Content-Length", b"%d" % len(body))
         if request.method == b"HEAD":
             request.write(b"")

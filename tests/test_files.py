@@ -367,3 +367,19 @@ async def test_cold_tail_range_passes_through_when_the_index_gives_no_size(proxy
     assert reactor.seconds() - started < 1.5
     response, body = await proxy.get(path, {"Range": "bytes=100-199"})
     assert response.code == 206 and body == built.data[100:200]
+
+
+@pytest_twisted.ensureDeferred
+async def test_files_arrive_byte_for_byte_whatever_the_content_encoding(proxy, fake_index, wheels):
+    # An sdist a server labels "Content-Encoding: gzip" (the bytes are the .tar.gz itself),
+    # and a wheel a server would compress on the fly for a client that accepts gzip.
+    labelled = wheels.sdist("labelled", "1.0")
+    compressible = wheels.wheel("compressible", "1.0")
+    fake_index.add("labelled", labelled, behaviour="gzip-label")
+    fake_index.add("compressible", compressible, behaviour="gzip-if-asked")
+    for project, built in (("labelled", labelled), ("compressible", compressible)):
+        response, body = await proxy.get(await file_path(proxy, project, built.filename))
+        assert response.code == 200 and body == built.data
+        fetches = [r for r in fake_index.requests if r.path.endswith(built.filename)]
+        assert [r.headers.get("accept-encoding") for r in fetches] == ["identity"]
+    assert proxy.stats["hash_mismatches"] == 0
