@@ -16,6 +16,7 @@ from twisted.cred import credentials, error as cred_error, portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python import logfile
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 from twisted.web.util import DeferredResource
@@ -250,9 +251,22 @@ def _allowed(request: IRequest, networks: Sequence[ipaddress.IPv4Network | ipadd
 class GatedSite(server.Site):
     """A Site that applies the access policy before the resource tree sees a request."""
 
+    # Twisted's Site rotates its access log every 1 MB and keeps every file: a busy server
+    # would make thousands a day. Ours: 100 MB files, the newest 10 kept.
+    log_rotate_length = 100_000_000
+    log_rotated_files = 10
+
     def __init__(self, root: resource.IResource, policy: AccessPolicy, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         self.policy = policy
+
+    def _openLogFile(self, path: str) -> logfile.LogFile:  # the hook HTTPFactory offers
+        return logfile.LogFile(
+            os.path.basename(path),
+            os.path.dirname(path),
+            rotateLength=self.log_rotate_length,
+            maxRotatedFiles=self.log_rotated_files,
+        )
 
     def getResourceFor(self, request: IRequest) -> resource.IResource:
         request.site = self

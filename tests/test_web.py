@@ -336,3 +336,19 @@ async def test_gzip_follows_the_accept_encoding_qualities(proxy, fake_index, whe
     fake_index.add("demo", wheels.wheel("demo", "1.0"))
     response, _ = await proxy.get("simple/demo/", {"Accept-Encoding": accept_encoding})
     assert (header(response, "Content-Encoding") == "gzip") is gzipped
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_access_log_rotates_and_keeps_a_bounded_number_of_files(make_proxy, tmp_path, monkeypatch):
+    from pypiproxy.auth import GatedSite
+
+    monkeypatch.setattr(GatedSite, "log_rotate_length", 2_000)
+    monkeypatch.setattr(GatedSite, "log_rotated_files", 2)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    proxy = await make_proxy(offline=True, access_log=logs / "access.log")
+    for _ in range(60):  # about 6 KB of lines: three rotations
+        response, _ = await proxy.get("+health")
+        assert response.code == 200
+    assert sorted(p.name for p in logs.iterdir()) == ["access.log", "access.log.1", "access.log.2"]
+    assert "GET /+health" in (logs / "access.log.2").read_text()
