@@ -63,8 +63,9 @@ class FileEntry:
             metadata = (
                 dict(self.core_metadata) if isinstance(self.core_metadata, Mapping) else True
             )
+            # PEP 714: not the old "dist-info-metadata" key, on which pip 22.3-23.0 (Debian
+            # 12's pip among them) crashes when it holds hashes.
             out["core-metadata"] = metadata
-            out["dist-info-metadata"] = metadata
         if self.gpg_sig is not None:
             out["gpg-sig"] = self.gpg_sig
         if self.size is not None:

@@ -787,8 +787,7 @@ class FakeIndex:
                 "hashes": {"sha256": entry.built.sha256},
                 "requires-python": entry.requires_python,
                 "yanked": entry.yanked,
-                "core-metadata": core,
-                "dist-info-metadata": core,
+                "core-metadata": core,  # PEP 714: the old key only in HTML
                 "gpg-sig": entry.gpg_sig,
                 "size": entry.built.size,
             }

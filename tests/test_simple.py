@@ -49,6 +49,7 @@ def test_json_parsing_keeps_pep_691_and_700_fields():
     }).encode()
     page = simple.parse_project_json(body, PAGE, "demo")
     (entry,) = page.files
+    assert entry.core_metadata == {"sha256": "bb"}
     assert entry.url == "https://index.example/f/demo-1.0-py3-none-any.whl"
     assert entry.hashes == {"sha256": "aa"}
     assert (entry.yanked, entry.size, entry.upload_time) == ("bad", 10, "2024-01-01T00:00:00Z")
@@ -100,3 +101,19 @@ def test_render_then_parse_is_lossless_in_both_formats(files):
             assert parsed.yanked == original.yanked
         assert parsed.core_metadata == original.core_metadata
         assert parsed.gpg_sig == original.gpg_sig
+
+
+def test_the_legacy_metadata_key_is_read_from_json_and_written_only_to_html():
+    body = json.dumps({
+        "meta": {"api-version": "1.0"}, "name": "demo",
+        "files": [{
+            "filename": "demo-1.0-py3-none-any.whl", "url": "demo-1.0-py3-none-any.whl",
+            "hashes": {"sha256": "aa"}, "dist-info-metadata": {"sha256": "bb"},
+        }],
+    }).encode()
+    page = simple.parse_project_json(body, PAGE, "demo")
+    assert page.files[0].core_metadata == {"sha256": "bb"}
+    (rendered,) = page.to_json()["files"]
+    assert rendered["core-metadata"] == {"sha256": "bb"} and "dist-info-metadata" not in rendered
+    html = simple.render_project_html(page, lambda entry: entry.url).decode()
+    assert 'data-core-metadata="sha256=bb"' in html and 'data-dist-info-metadata="sha256=bb"' in html

@@ -352,3 +352,38 @@ async def test_the_access_log_rotates_and_keeps_a_bounded_number_of_files(make_p
         assert response.code == 200
     assert sorted(p.name for p in logs.iterdir()) == ["access.log", "access.log.1", "access.log.2"]
     assert "GET /+health" in (logs / "access.log.2").read_text()
+
+
+def _old_pip() -> str | None:
+    """An interpreter whose pip is one of those (22.3-23.0) that crash on hashes under the
+    JSON key "dist-info-metadata": Debian 12's own python3, on the machines we test on."""
+    import subprocess
+
+    from packaging.version import Version
+
+    try:
+        out = subprocess.run(["/usr/bin/python3", "-m", "pip", "--version"], capture_output=True,
+                             text=True, timeout=60).stdout.split()
+    except OSError:
+        return None
+    if len(out) > 1 and Version("22.3") <= Version(out[1]) < Version("23.1"):
+        return "/usr/bin/python3"
+    return None
+
+
+@pytest.mark.skipif(_old_pip() is None, reason="needs an interpreter with pip 22.3-23.0")
+@pytest_twisted.ensureDeferred
+async def test_an_old_pip_reads_our_json_pages_with_core_metadata(proxy, fake_index, wheels, tmp_path):
+    from twisted.internet import threads
+
+    from conftest import run_client
+
+    fake_index.add("app", wheels.wheel("app", "1.0", requires_dist=["dep>=1"]))
+    fake_index.add("dep", wheels.wheel("dep", "1.0"))
+    target = tmp_path / "target"
+    result = await threads.deferToThread(run_client, [
+        _old_pip(), "-m", "pip", "install", "--isolated", "--no-cache-dir", "--disable-pip-version-check",
+        "--index-url", proxy.root_url + "simple/", "--target", str(target), "app",
+    ])  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (target / "app").is_dir() and (target / "dep").is_dir()
