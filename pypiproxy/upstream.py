@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import treq
+from hyperlink import EncodedURL  # Twisted's and treq's own URL library
 from twisted.internet import defer, error as ierror, ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
@@ -16,10 +17,9 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import client as webclient
-from twisted.web.http_headers import Headers
 from twisted.web.error import SchemeNotSupported
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IResponse
-from hyperlink import EncodedURL
 from zope.interface import implementer
 
 from .options import UpstreamIndex, origin_of, redact
@@ -189,8 +189,12 @@ class UpstreamClient:
         unpacked and then refused for its hash. Fires once the status and headers are in."""
         sent = self._headers(url, headers)
         sent.setRawHeaders("Accept-Encoding", ["identity"])
-        uri = EncodedURL.from_text(url).to_uri().to_text().encode("ascii")
-        return await self._send(url, self._as_is.request(method.encode("ascii"), uri, sent))
+        return await self._send(
+            url,
+            lambda: self._as_is.request(
+                method.encode("ascii"), EncodedURL.from_text(url).to_uri().to_text().encode("ascii"), sent
+            ),
+        )
 
     async def get_page(
         self, url: str, etag: str | None = None, last_modified: str | None = None
@@ -202,10 +206,12 @@ class UpstreamClient:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         sent = self._headers(url, headers)
-        requested = self._http.request(
-            "GET", url, headers=sent, unbuffered=True, browser_like_redirects=True
+        response = await self._send(
+            url,
+            lambda: self._http.request(
+                "GET", url, headers=sent, unbuffered=True, browser_like_redirects=True
+            ),
         )
-        response = await self._send(url, requested)
         body = await response.content()
         return response, body
 
@@ -218,11 +224,13 @@ class UpstreamClient:
             sent.setRawHeaders("Authorization", [authorization])
         return sent
 
-    async def _send(self, url: str, requested: defer.Deferred[IResponse]) -> UpstreamResponse:
-        """Wait (within the timeout) for the status and headers of a request sent."""
+    async def _send(self, url: str, send: Callable[[], defer.Deferred[IResponse]]) -> UpstreamResponse:
+        """Send a request; fires once the status and headers are in (within the timeout)."""
         started = self._reactor.seconds()
-        timer = self._reactor.callLater(self._timeout, requested.cancel)
+        timer = None
         try:
+            requested = send()
+            timer = self._reactor.callLater(self._timeout, requested.cancel)
             response = await requested
         except defer.CancelledError:
             self._log_fetch(url, "timeout", 0, started)
@@ -240,7 +248,7 @@ class UpstreamClient:
             self._log_fetch(url, "error", 0, started)
             raise UpstreamError(f"{redact(url)}: {_describe(e)}") from None
         finally:
-            if timer.active():
+            if timer is not None and timer.active():
                 timer.cancel()
         final_url = url
         if response.request is not None:
