@@ -15,21 +15,43 @@ from test_files import cached_files, file_path, temporaries
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
-class FillingFile:
-    """A temporary file on a disk that fills up after ``room`` bytes."""
+class FaultyFile:
+    """A temporary file on a misbehaving disk: ``fault(data)`` runs before each write (in
+    the download's writer thread, so it may sleep) and may raise."""
 
-    def __init__(self, path, room: int) -> None:
+    def __init__(self, path, fault) -> None:
         self._file = open(path, "wb", buffering=0)
-        self._room = room
+        self._fault = fault
 
-    def write(self, data: bytes) -> int:
-        if len(data) > self._room:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self._room -= len(data)
+    def write(self, data) -> int:
+        self._fault(data)
         return self._file.write(data)
 
     def close(self) -> None:
         self._file.close()
+
+
+def filling_up(room: int):
+    """A disk that is full after ``room`` bytes."""
+
+    def fault(data) -> None:
+        nonlocal room
+        if len(data) > room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        room -= len(data)
+
+    return fault
+
+
+def stalling_once(seconds: float):
+    """A disk whose first write takes ``seconds``."""
+    stalls = [seconds]
+
+    def fault(data) -> None:
+        if stalls:
+            time.sleep(stalls.pop())
+
+    return fault
 
 
 @pytest_twisted.ensureDeferred
@@ -41,7 +63,7 @@ async def test_disk_full_while_caching_aborts_cleanly_and_the_server_keeps_servi
     fake_index.add("big", big)
     fake_index.add("small", small)
     big_path = await file_path(proxy, "big", big.filename)
-    monkeypatch.setattr(proxy.store, "create", lambda path: FillingFile(path, 100_000))
+    monkeypatch.setattr(proxy.store, "create", lambda path: FaultyFile(path, filling_up(100_000)))
 
     try:
         response, timer, _ = await timed_get(proxy, big_path)
@@ -64,23 +86,6 @@ async def test_disk_full_while_caching_aborts_cleanly_and_the_server_keeps_servi
     assert response.code == 200 and body == big.data
 
 
-class StallingFile:
-    """A temporary file on a disk that stalls once, for longer than the upstream timeout
-    (the write runs in the download's writer thread, so the reactor goes on)."""
-
-    def __init__(self, path, stall: float) -> None:
-        self._file = open(path, "wb", buffering=0)
-        self._stall = stall
-
-    def write(self, data) -> int:
-        time.sleep(self._stall)
-        self._stall = 0
-        return self._file.write(data)
-
-    def close(self) -> None:
-        self._file.close()
-
-
 @pytest_twisted.ensureDeferred
 async def test_a_stalled_disk_pauses_the_upstream_without_timing_it_out(make_proxy, fake_index, wheels, monkeypatch):
     from pypiproxy import files
@@ -98,7 +103,8 @@ async def test_a_stalled_disk_pauses_the_upstream_without_timing_it_out(make_pro
         real_write(writer, data)
 
     monkeypatch.setattr(files.DiskWriter, "write", write)
-    monkeypatch.setattr(proxy.store, "create", lambda p: StallingFile(p, 1.5))
+    # The disk stalls for longer than the upstream timeout.
+    monkeypatch.setattr(proxy.store, "create", lambda p: FaultyFile(p, stalling_once(1.5)))
 
     response, body = await proxy.get(path)
     assert response.code == 200 and body == built.data
