@@ -12,7 +12,7 @@ import treq
 from hyperlink import EncodedURL  # Twisted's and treq's own URL library
 from twisted.internet import defer, error as ierror, ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -233,15 +233,13 @@ class UpstreamClient:
             timer = self._reactor.callLater(self._timeout, requested.cancel)
             response = await requested
         except defer.CancelledError:
-            self._log_fetch(url, "timeout", 0, started)
-            raise UpstreamTimeout(f"no answer from {redact(url)} in {self._timeout:g}s") from None
+            raise self._cancelled(url, started, timer) from None
         except (ierror.TimeoutError, ierror.ConnectingCancelledError):
             self._log_fetch(url, "timeout", 0, started)
             raise UpstreamTimeout(f"cannot connect to {redact(url)} in {self._timeout:g}s") from None
         except (webclient.ResponseNeverReceived, webclient.ResponseFailed) as e:
             if any(reason.check(defer.CancelledError) for reason in e.reasons):
-                self._log_fetch(url, "timeout", 0, started)
-                raise UpstreamTimeout(f"no answer from {redact(url)} in {self._timeout:g}s") from None
+                raise self._cancelled(url, started, timer) from None
             self._log_fetch(url, "error", 0, started)
             raise UpstreamError(f"{redact(url)}: {_describe(e)}") from None
         except Exception as e:
@@ -261,6 +259,14 @@ class UpstreamClient:
             _client=self,
             _started=started,
         )
+
+    def _cancelled(self, url: str, started: float, timer: IDelayedCall | None) -> Exception:
+        """Our timer's cancel is a timeout; the caller's own cancel stays a cancel."""
+        if timer is not None and timer.called:
+            self._log_fetch(url, "timeout", 0, started)
+            return UpstreamTimeout(f"no answer from {redact(url)} in {self._timeout:g}s")
+        self._log_fetch(url, "cancelled", 0, started)
+        return defer.CancelledError()
 
     def _read_body(self, response: UpstreamResponse, write: Callable[[bytes], None]) -> defer.Deferred[int]:
         reader = response._reader = _BodyReader(write, self._timeout, self._reactor)

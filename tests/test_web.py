@@ -240,6 +240,28 @@ async def test_hanging_upstream_gives_504_within_the_timeout(make_proxy, fake_in
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_cancelled_upstream_request_is_a_cancel_not_a_timeout(fake_index):
+    from twisted.internet import defer
+    from twisted.internet.task import deferLater
+
+    from pypiproxy.upstream import UpstreamClient, UpstreamTimeout
+
+    fake_index.hang_pages = True
+    client = UpstreamClient(reactor, [], timeout=0.5)
+    try:
+        waiting = defer.ensureDeferred(client.get_page(fake_index.project_url("demo")))
+        await deferLater(reactor, 0.1, lambda: None)
+        waiting.cancel()
+        with pytest.raises(defer.CancelledError):
+            await waiting
+        # Left alone, the same request times out.
+        with pytest.raises(UpstreamTimeout):
+            await client.get_page(fake_index.project_url("demo"))
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_first_upstream_that_has_the_project_wins(make_proxy, fake_index, wheels):
     from fakeindex import FakeIndex
 
