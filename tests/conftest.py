@@ -136,8 +136,8 @@ async def start_proxy(cache_dir: Path, upstreams: list[str], pool_holder: list, 
     from twisted.internet import reactor
     from twisted.web.client import Agent, HTTPConnectionPool
 
-    from pypiproxy.options import Config, parse_upstream
-    from pypiproxy.service import build_site
+    from pypiproxy.config import Config, parse_upstream
+    from pypiproxy.server import build_site
 
     settings = dict(
         listen=("tcp:0:interface=127.0.0.1",),

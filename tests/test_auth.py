@@ -17,7 +17,7 @@ from fakeindex import build_wheel
 from test_private import upload
 
 from pypiproxy.auth import HtpasswdChecker, HtpasswdError, load_htpasswd
-from pypiproxy.options import Options
+from pypiproxy.server import Options
 
 
 def bcrypt_hash(password: str, prefix: str = "$2b$") -> str:

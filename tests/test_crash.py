@@ -181,7 +181,7 @@ async def test_an_upload_cut_by_sigkill_leaves_nothing_and_can_be_sent_again(twi
 
 def test_a_process_restarted_with_the_same_host_name_and_pid_removes_its_leftovers(tmp_path):
     """A container restarted in place gets the crashed process's host name and pid back."""
-    from pypiproxy.files import FileStore
+    from pypiproxy.cache import FileStore
 
     crashed = FileStore(tmp_path)
     leftover = crashed.temporary("0" * 64)

@@ -88,7 +88,7 @@ async def test_disk_full_while_caching_aborts_cleanly_and_the_server_keeps_servi
 
 @pytest_twisted.ensureDeferred
 async def test_a_stalled_disk_pauses_the_upstream_without_timing_it_out(make_proxy, fake_index, wheels, monkeypatch):
-    from pypiproxy import files
+    from pypiproxy.cache import download as files
 
     built = wheels.wheel("big", "1.0", extra_bytes=3_000_000)
     fake_index.add("big", built)

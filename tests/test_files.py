@@ -286,7 +286,7 @@ async def test_unknown_key_or_filename_is_404(proxy, fake_index, wheels):
 
 @pytest_twisted.ensureDeferred
 async def test_crash_leftovers_are_removed_at_start(make_proxy, fake_index, tmp_path):
-    from pypiproxy.files import FileStore
+    from pypiproxy.cache import FileStore
 
     dead = tmp_path / "cache" / "tmp" / f"{os.uname().nodename}.999999999"
     dead.mkdir(parents=True)
@@ -323,7 +323,7 @@ async def test_cached_wheels_announce_their_metadata_where_the_upstream_had_none
 async def test_a_client_that_stops_reading_is_cut_off(proxy, fake_index, wheels, monkeypatch):
     import socket
 
-    from pypiproxy.files import FileProducer
+    from pypiproxy.web.producer import FileProducer
 
     monkeypatch.setattr(FileProducer, "stall_timeout", 0.5)
     built = wheels.wheel("demo", "1.0", extra_bytes=20_000_000)

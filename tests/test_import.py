@@ -12,7 +12,7 @@ from twisted.internet import threads
 from conftest import REPO, clean_client_env, pip_install
 from fakeindex import FakeIndex, build_sdist, build_wheel
 
-from pypiproxy.cli import build_parser
+from pypiproxy.commands.main import build_parser
 
 
 def run_import(capsys, *argv: str) -> tuple[int, str, str]:
@@ -68,7 +68,7 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path, capsys):
 def import_command(*argv: str) -> subprocess.CompletedProcess[str]:
     env = clean_client_env()
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "pypiproxy.cli", "import", *argv], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pypiproxy.commands.main", "import", *argv], capture_output=True,
                           text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
 
 

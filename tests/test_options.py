@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 from conftest import REPO, TWISTD
-from pypiproxy.options import Options, parse_size, parse_upstream
+from pypiproxy.config import parse_size, parse_upstream
+from pypiproxy.server import Options
 
 
 def parse(*argv: str):

@@ -27,7 +27,7 @@ from twisted.internet.task import deferLater
 from conftest import REPO, free_port, pip_install, run_client, stop_process
 from test_crash import cached_files, get, multipart_form
 
-from pypiproxy.files import FileStore
+from pypiproxy.cache import FileStore
 
 ETC = REPO / "etc"
 JSON = "application/vnd.pypi.simple.v1+json"

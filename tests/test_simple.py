@@ -23,11 +23,11 @@ def test_html_parsing_resolves_relative_urls_and_reads_attributes():
     assert first.url == "https://index.example/packages/demo-1.0.tar.gz"
     assert first.hashes == {"sha256": "abc"}
     assert first.requires_python == ">=3.8"
-    assert first.yanked is True
+    assert first.is_yanked is True and first.yanked_reason is None
     assert first.gpg_sig is True
     assert second.url == "https://files.example/demo-2.0-py3-none-any.whl"
     assert second.hashes == {"md5": "123"}
-    assert second.core_metadata == {"sha256": "def"}
+    assert second.has_metadata and second.metadata_hashes == {"sha256": "def"}
     assert page.name == "demo"
 
 
@@ -49,10 +49,12 @@ def test_json_parsing_keeps_pep_691_and_700_fields():
     }).encode()
     page = simple.parse_project_json(body, PAGE, "demo")
     (entry,) = page.files
-    assert entry.core_metadata == {"sha256": "bb"}
+    assert entry.has_metadata and entry.metadata_hashes == {"sha256": "bb"}
     assert entry.url == "https://index.example/f/demo-1.0-py3-none-any.whl"
     assert entry.hashes == {"sha256": "aa"}
-    assert (entry.yanked, entry.size, entry.upload_time) == ("bad", 10, "2024-01-01T00:00:00Z")
+    assert (entry.is_yanked, entry.yanked_reason, entry.size, entry.upload_time) == (
+        True, "bad", 10, "2024-01-01T00:00:00Z"
+    )
     assert page.versions == ("1.0",)
 
 
@@ -62,7 +64,7 @@ def test_versions_are_derived_when_the_index_sends_none():
         simple.FileEntry("demo-1.0-py3-none-any.whl", "u2"),
         simple.FileEntry("demo-2.0b1.zip", "u3"),
     ))
-    assert page.to_json()["versions"] == ["1.0", "2.0b1"]
+    assert simple.project_to_json(page)["versions"] == ["1.0", "2.0b1"]
 
 
 def test_project_list_parsing_normalises_names():
@@ -73,14 +75,19 @@ def test_project_list_parsing_normalises_names():
 
 
 hexes = st.text("0123456789abcdef", min_size=64, max_size=64)
+reasons = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=20)
+yanks = st.just((False, None)) | st.tuples(st.just(True), st.none() | reasons)
+metadata = st.just((False, {})) | st.tuples(st.just(True), st.just({}) | st.builds(lambda h: {"sha256": h}, hexes))
 entries = st.builds(
-    simple.FileEntry,
+    lambda yank, meta, **fields: simple.FileEntry(
+        is_yanked=yank[0], yanked_reason=yank[1], has_metadata=meta[0], metadata_hashes=meta[1], **fields
+    ),
+    yanks,
+    metadata,
     filename=st.sampled_from(["demo-1.0.tar.gz", "demo-2.0-py3-none-any.whl", "demo-1.5.zip"]),
     url=st.just("https://files.example/x"),
     hashes=st.builds(lambda h: {"sha256": h}, hexes),
     requires_python=st.none() | st.sampled_from([">=3.8", "<4,>=3.6", "!=3.0.*"]),
-    yanked=st.booleans() | st.text(st.characters(codec="utf-8", exclude_characters='\x00'), min_size=1, max_size=20),
-    core_metadata=st.booleans() | st.builds(lambda h: {"sha256": h}, hexes),
     gpg_sig=st.none() | st.booleans(),
 )
 
@@ -93,13 +100,13 @@ def test_render_then_parse_is_lossless_in_both_formats(files):
     assert from_json.files == page.files
     from_html = simple.parse_project_html(simple.render_project_html(page, url), PAGE, "demo")
     for parsed, original in zip(from_html.files, page.files, strict=True):
-        # HTML has no size/upload-time, and a yank reason of "" reads back as True.
+        # HTML has no size/upload-time, and a yank reason of spaces reads back stripped.
         assert parsed.hashes == original.hashes
         assert parsed.requires_python == original.requires_python
-        assert bool(parsed.yanked) == bool(original.yanked)
-        if isinstance(original.yanked, str) and original.yanked.strip():
-            assert parsed.yanked == original.yanked
-        assert parsed.core_metadata == original.core_metadata
+        assert parsed.is_yanked == original.is_yanked
+        if original.yanked_reason and original.yanked_reason.strip():
+            assert parsed.yanked_reason == original.yanked_reason
+        assert (parsed.has_metadata, parsed.metadata_hashes) == (original.has_metadata, original.metadata_hashes)
         assert parsed.gpg_sig == original.gpg_sig
 
 
@@ -112,8 +119,8 @@ def test_the_legacy_metadata_key_is_read_from_json_and_written_only_to_html():
         }],
     }).encode()
     page = simple.parse_project_json(body, PAGE, "demo")
-    assert page.files[0].core_metadata == {"sha256": "bb"}
-    (rendered,) = page.to_json()["files"]
+    assert page.files[0].metadata_hashes == {"sha256": "bb"}
+    (rendered,) = simple.project_to_json(page)["files"]
     assert rendered["core-metadata"] == {"sha256": "bb"} and "dist-info-metadata" not in rendered
     html = simple.render_project_html(page, lambda entry: entry.url).decode()
     assert 'data-core-metadata="sha256=bb"' in html and 'data-dist-info-metadata="sha256=bb"' in html

@@ -188,7 +188,7 @@ async def test_warm_through_a_chain_then_install_offline(twistd, fake_index, whe
     await threads.deferToThread(c.wait_ready)
 
     warmed = await threads.deferToThread(run_client, [
-        sys.executable, "-m", "pypiproxy.cli", "warm", "--quiet", "-r", str(requirements), "--index", c.url,
+        sys.executable, "-m", "pypiproxy.commands.main", "warm", "--quiet", "-r", str(requirements), "--index", c.url,
     ])
     assert warmed.returncode == 0, warmed.stdout + warmed.stderr
     assert fake_index.count("/files/nevermind/") == 0, "a marker that does not hold is not warmed"

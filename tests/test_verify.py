@@ -14,7 +14,7 @@ from test_files import file_path
 
 def verify(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pypiproxy.cli", "verify", *argv],
+        [sys.executable, "-m", "pypiproxy.commands.main", "verify", *argv],
         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
 

@@ -21,9 +21,9 @@ from packaging.tags import Tag
 from packaging.version import Version
 from twisted.internet import utils
 
-from pypiproxy.cli import build_parser
+from pypiproxy.commands.main import build_parser
 from pypiproxy.simple import FileEntry, ProjectPage
-from pypiproxy.warm import (
+from pypiproxy.commands.warm.warmer import (
     Report,
     RequirementsError,
     Selection,
@@ -271,8 +271,8 @@ def test_select_takes_the_newest_fitting_version_and_all_its_files() -> None:
 def test_yanked_files_count_only_for_pins() -> None:
     files = (
         entry("y-1.0.tar.gz"),
-        entry("y-2.0.tar.gz", yanked="broken"),
-        entry("y-2.1.tar.gz", yanked=True),
+        entry("y-2.0.tar.gz", is_yanked=True, yanked_reason="broken"),
+        entry("y-2.1.tar.gz", is_yanked=True),
     )
     assert select(page(*files), SpecifierSet(), Target()).version == Version("1.0")
     pinned = select(page(*files), SpecifierSet("==2.0"), Target())
@@ -305,7 +305,7 @@ def test_plan_metadata_prefers_pep658_then_a_wheel_then_gives_up() -> None:
     whl = entry("m-1.0-py3-none-any.whl", size=10)
     big = entry("m-1.0-cp312-cp312-win_amd64.whl", size=99)
     sdist = entry("m-1.0.tar.gz")
-    with_meta = entry("m-1.0-cp312-cp312-macosx_11_0_arm64.whl", core_metadata={"sha256": "00"})
+    with_meta = entry("m-1.0-cp312-cp312-macosx_11_0_arm64.whl", has_metadata=True, metadata_hashes={"sha256": "00"})
     assert plan_metadata(page(whl, with_meta), Selection("m", Version("1"), (whl,))) == (
         "metadata",
         with_meta,
@@ -634,7 +634,7 @@ async def test_the_console_script_runs_as_a_real_process(
 
     out, err, code = await utils.getProcessOutputAndValue(
         python,
-        ["-m", "pypiproxy.cli", "warm", "-r", str(good), "--index", fake_index.url],
+        ["-m", "pypiproxy.commands.main", "warm", "-r", str(good), "--index", fake_index.url],
         env=env,
         path=str(REPO),
     )
@@ -647,7 +647,7 @@ async def test_the_console_script_runs_as_a_real_process(
 
     out, err, code = await utils.getProcessOutputAndValue(
         python,
-        ["-m", "pypiproxy.cli", "warm", "-r", str(bad), "--index", fake_index.url],
+        ["-m", "pypiproxy.commands.main", "warm", "-r", str(bad), "--index", fake_index.url],
         env=env,
         path=str(REPO),
     )

@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 pypiproxy = ServiceMaker(
     "pypiproxy",
-    "pypiproxy.service",
+    "pypiproxy.server",
     "A caching proxy and private index for Python packages",
     "pypiproxy",
 )

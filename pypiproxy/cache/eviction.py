@@ -9,10 +9,11 @@ import os
 from collections import OrderedDict
 from typing import Callable
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from .files import KEY, FileStore
-from .stats import Stats
+from ..stats import Stats
+from .store import KEY, FileStore
 
 log = Logger()
 
@@ -26,7 +27,9 @@ class LRUBudget:
     The order survives restarts as the files' modification times, which we bump on use.
     """
 
-    def __init__(self, store: FileStore, limit: int, stats: Stats, clock) -> None:
+    def __init__(
+        self, store: FileStore, limit: int, stats: Stats, clock: IReactorTime, on_evict: Callable[[str], None]
+    ) -> None:
         self._store = store
         self._limit = limit
         self._stats = stats
@@ -34,8 +37,8 @@ class LRUBudget:
         self._sizes: OrderedDict[str, int] = OrderedDict()  # least recently used first
         self._touched: dict[str, float] = {}
         self.total = 0
-        # Told of each eviction (the file cache stops announcing the file's metadata).
-        self.on_evict: Callable[[str], None] = lambda key: None
+        # Told of each eviction (the metadata cache stops announcing the file's metadata).
+        self._on_evict = on_evict
 
     def scan(self) -> list[tuple[float, str, int]]:
         """What is in the cache, oldest use first (run in a thread at start)."""
@@ -87,6 +90,6 @@ class LRUBudget:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
-            self.on_evict(key)
+            self._on_evict(key)
             self._stats.incr("evictions")
             log.info("evicted {key} ({bytes} bytes) to stay under the cache limit", key=key, bytes=size)

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.application import service, strports
 from twisted.internet import threads
 from twisted.logger import Logger
+from twisted.web.iweb import IAgent
 from twisted.web.server import Site
 
-from .auth import site_for
-from .eviction import LRUBudget
-from .files import FileCache, FileStore
-from .options import Config, Options
-from .pages import PageCache
-from .private import PrivateFiles, PrivatePages, PrivateStore, Upload, UploadRequest
-from .stats import Stats
-from .upstream import UpstreamClient
-from .web import Components, Root
+from ..auth import site_for
+from ..cache import FileCache, FileStore, LRUBudget, MetadataCache, PageCache
+from ..config import Config
+from ..private import PrivateFiles, PrivatePages, PrivateStore
+from ..stats import Stats
+from ..upstream import UpstreamClient
+from ..web import Components, Root, SiteRequest, Upload
+from ..web.http import ToThread
+from .options import Options
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "build_site", "makeService"]
 
 log = Logger()
 
@@ -55,33 +58,45 @@ class ProxyService(service.MultiService):
         return d
 
 
-def build_site(config: Config, reactor) -> tuple[Site, FileStore, UpstreamClient | None, LRUBudget | None]:
-    """Wire the components together; tests call this to get a site without listening."""
+def build_site(
+    config: Config,
+    reactor: Any,
+    upstream_agent: IAgent | None = None,
+    to_thread: ToThread = threads.deferToThread,
+) -> tuple[Site, FileStore, UpstreamClient | None, LRUBudget | None]:
+    """Wire the components together; tests call this to get a site without listening (and
+    may give an agent that answers upstream requests from a resource tree in memory)."""
     stats = Stats()
     client = None
     if config.upstreams and not config.offline:
-        client = UpstreamClient(reactor, config.upstreams, config.upstream_timeout, config.upstream_ca)
+        client = UpstreamClient(
+            reactor, config.upstreams, config.upstream_timeout, config.upstream_ca, agent=upstream_agent
+        )
     cache_dir = config.cache_dir
     store = FileStore(cache_dir)
     # The private tier answers first: a private name never shows the upstream's files.
     private = PrivateStore(cache_dir / "private", store.temporary)
     private.repair()
     pages = PrivatePages(
-        PageCache(cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats, store),
+        PageCache(cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats, store, to_thread),
         private,
         reactor,
     )
+    metadata = MetadataCache(store, stats, to_thread)
     budget = None
     if config.max_cache_size is not None:
-        budget = LRUBudget(store, config.max_cache_size, stats, reactor)
-    files = PrivateFiles(FileCache(store, client, stats, budget), private)
-    root = Root(Components(pages=pages, files=files, stats=stats, ttl=config.index_ttl))
-    root.putChild(b"legacy", Upload(private, stats))
+        budget = LRUBudget(store, config.max_cache_size, stats, reactor, on_evict=metadata.forget)
+    files = PrivateFiles(FileCache(store, client, stats, metadata, to_thread, budget), private)
+    root = Root(
+        Components(pages=pages, files=files, stats=stats, ttl=config.index_ttl, clock=reactor, to_thread=to_thread)
+    )
+    root.putChild(b"legacy", Upload(private, stats, to_thread))
     site = site_for(
         root,
         config,
         reactor,
-        requestFactory=UploadRequest.factory(config.max_upload_size, store.temporary),
+        to_thread,
+        requestFactory=SiteRequest.factory(config.max_upload_size, store.temporary),
         # A file of its own is much cheaper than a logger event per request (and is what
         # log rotation and analysers expect); without it the lines go to the server's log.
         logPath=str(config.access_log) if config.access_log else None,
@@ -89,9 +104,10 @@ def build_site(config: Config, reactor) -> tuple[Site, FileStore, UpstreamClient
     return site, store, client, budget
 
 
-def makeService(options: Options) -> service.IService:
-    from twisted.internet import reactor
-
+def makeService(options: Options, reactor: Any = None) -> service.IService:
+    """The twistd entry point: the site on each ``--listen`` endpoint, under one service."""
+    if reactor is None:
+        from twisted.internet import reactor  # twistd installs the reactor before calling us
     config: Config = options.config
     site, store, client, budget = build_site(config, reactor)
     top = ProxyService(config, store, client, budget)

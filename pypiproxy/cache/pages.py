@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from . import simple
-from .options import UpstreamIndex
-from .stats import Stats
-from .upstream import UpstreamClient, UpstreamError
+from .. import simple
+from ..config import UpstreamIndex
+from ..interfaces import IProjectPages
+from ..stats import Stats
+from ..upstream import ProjectMissing, UpstreamClient, UpstreamError, fetch_project, fetch_project_list
+from .download import ToThread
+from .rendered import RenderedPage, render_page
+from .store import FileStore
 
 log = Logger()
 
@@ -29,56 +33,6 @@ MEMORY_PAGES = 512
 
 class ProjectNotFound(Exception):
     """No upstream (and no cache) knows this project."""
-
-
-@dataclass(frozen=True)
-class Representation:
-    body: bytes
-    etag: str
-
-
-class RenderedPage:
-    """The bytes clients get for one page: each format, plain and gzipped, with strong ETags.
-
-    Built once per page version, so a warm request is a dictionary look-up.
-    """
-
-    def __init__(self, render: Callable[[str], bytes]) -> None:
-        self._render = render
-        self._forms: dict[tuple[str, bool], Representation] = {}
-
-    def get(self, fmt: str, gzipped: bool) -> Representation:
-        key = (fmt, gzipped)
-        form = self._forms.get(key)
-        if form is None:
-            if gzipped:
-                plain = self.get(fmt, False)
-                body = gzip.compress(plain.body, compresslevel=6, mtime=0)
-                form = Representation(body, plain.etag[:-1] + '-gzip"')
-            else:
-                body = self._render(fmt)
-                digest = hashlib.blake2b(body, digest_size=16).hexdigest()
-                form = Representation(body, f'"{fmt}-{digest}"')
-            self._forms[key] = form
-        return form
-
-
-def render_page(page: simple.ProjectPage, file_url: simple.FileURL) -> RenderedPage:
-    def render(fmt: str) -> bytes:
-        if fmt == "json":
-            return simple.render_project_json(page, file_url)
-        return simple.render_project_html(page, file_url)
-
-    return RenderedPage(render)
-
-
-def render_names(names: Sequence[str]) -> RenderedPage:
-    def render(fmt: str) -> bytes:
-        if fmt == "json":
-            return simple.render_project_list_json(names)
-        return simple.render_project_list_html(names)
-
-    return RenderedPage(render)
 
 
 @dataclass
@@ -104,23 +58,23 @@ class CachedPage:
         if self._rendered is None or self._rendered[0] != generation:
             page = self.page
             if decorate is not None:
-                page = simple.with_files(page, map(decorate, page.files))
+                page = page.with_files(map(decorate, page.files))
             self._rendered = (generation, render_page(page, file_url))
         return self._rendered[1]
 
-    def to_storage(self) -> dict:
+    def to_storage(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "fetched_at": self.fetched_at,
             "etag": self.etag,
             "last_modified": self.last_modified,
-            "page": simple.page_to_storage(self.page),
+            "page": simple.project_to_json(self.page),
         }
 
     @classmethod
-    def from_storage(cls, data: dict) -> "CachedPage":
+    def from_storage(cls, data: dict[str, Any]) -> "CachedPage":
         return cls(
-            page=simple.page_from_storage(data["page"]),
+            page=simple.project_from_json(data["page"], "", data["page"]["name"]),
             source=data["source"],
             fetched_at=float(data["fetched_at"]),
             etag=data.get("etag"),
@@ -149,6 +103,7 @@ class _Coalescer:
         return waiter
 
 
+@implementer(IProjectPages)
 class PageCache:
     """Project pages from the upstreams, fresh for ``ttl`` seconds, stale when they fail."""
 
@@ -158,11 +113,13 @@ class PageCache:
         client: UpstreamClient | None,
         upstreams: Sequence[UpstreamIndex],
         ttl: float,
-        clock,
+        clock: IReactorTime,
         stats: Stats,
-        store,
+        store: FileStore,
+        to_thread: ToThread,
     ) -> None:
         self._store = store  # writes files atomically, temporaries in its own tmp/
+        self._to_thread = to_thread
         self._directory = directory
         self._client = client
         self._upstreams = tuple(upstreams) if client is not None else ()
@@ -212,45 +169,42 @@ class PageCache:
     async def _refresh(self, name: str, cached: CachedPage | None) -> CachedPage:
         assert self._client is not None
         for upstream in self._upstreams:
-            url = f"{upstream.url}{name}/"
             conditional = cached if cached and cached.source == upstream.url else None
             self._stats.incr("upstream_page_fetches")
             try:
-                response, body = await self._client.get_page(
-                    url,
+                fetched = await fetch_project(
+                    self._client,
+                    upstream.url,
+                    name,
                     etag=conditional.etag if conditional else None,
                     last_modified=conditional.last_modified if conditional else None,
                 )
-                if response.code in (404, 410):
-                    continue
-                if response.code == 304 and conditional is not None:
-                    self._stats.incr("upstream_page_not_modified")
-                    conditional.fetched_at = self._clock.seconds()
-                    conditional.retry_at = 0.0
-                    await self._save(name, conditional)
-                    return conditional
-                if response.code != 200:
-                    raise UpstreamError(f"{url} answered {response.code}")
-                page = simple.parse_project(
-                    body, response.header("Content-Type") or "", response.url, name
-                )
-            except (UpstreamError, simple.IndexFormatError) as e:
+            except ProjectMissing:
+                continue
+            except UpstreamError as e:
                 # A failing upstream that comes first may well have the project: answering
                 # from a later one would let another index's files stand in (dependency
                 # confusion), so we serve what we had, or fail.
                 self._stats.incr("upstream_errors")
                 if cached is None:
-                    raise UpstreamError(str(e)) if not isinstance(e, UpstreamError) else e
+                    raise
                 log.warn("serving stale page for {project}: {error}", project=name, error=str(e))
                 self._stats.incr("stale_pages_served")
                 cached.retry_at = self._clock.seconds() + min(self._ttl, RETRY_BACKOFF)
                 return cached
+            if fetched.page is None:
+                assert conditional is not None
+                self._stats.incr("upstream_page_not_modified")
+                conditional.fetched_at = self._clock.seconds()
+                conditional.retry_at = 0.0
+                await self._save(name, conditional)
+                return conditional
             fresh = CachedPage(
-                page=page,
+                page=fetched.page,
                 source=upstream.url,
                 fetched_at=self._clock.seconds(),
-                etag=response.header("ETag"),
-                last_modified=response.header("Last-Modified"),
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
             )
             await self._save(name, fresh)
             return fresh
@@ -267,7 +221,7 @@ class PageCache:
         path = self._path(name)
         try:
             cached = CachedPage.from_storage(json.loads(path.read_bytes()))
-        except (OSError, ValueError, KeyError, simple.IndexFormatError):
+        except (OSError, ValueError, KeyError, TypeError):  # IndexFormatError is a ValueError
             return None
         self._remember(name, cached)
         return cached
@@ -276,7 +230,7 @@ class PageCache:
         self._remember(name, cached)
         data = json.dumps(cached.to_storage(), separators=(",", ":")).encode()
         try:
-            await threads.deferToThread(self._store.write, self._path(name), data)
+            await self._to_thread(self._store.write, self._path(name), data)
         except OSError as e:
             # A full disk must not stop us answering: the page is served from memory.
             log.warn("could not store the page of {project}: {error}", project=name, error=str(e))
@@ -310,15 +264,11 @@ class PageCache:
         names: dict[str, None] = {}
         try:
             for upstream in self._upstreams:
-                response, body = await self._client.get_page(upstream.url)
-                if response.code != 200:
-                    raise UpstreamError(f"{upstream.url} answered {response.code}")
-                content_type = response.header("Content-Type") or ""
-                names.update(dict.fromkeys(simple.parse_project_list(body, content_type)))
-        except (UpstreamError, simple.IndexFormatError) as e:
+                names.update(dict.fromkeys(await fetch_project_list(self._client, upstream.url)))
+        except UpstreamError:
             self._stats.incr("upstream_errors")
             if self._root is None:
-                raise UpstreamError(str(e)) from None
+                raise
             fetched, _, held = self._root
             self._root = (fetched, now + min(self._ttl, RETRY_BACKOFF), held)
             return held

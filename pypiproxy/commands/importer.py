@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -15,11 +14,13 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 from packaging.utils import canonicalize_name
 from twisted.internet import defer, threads
 
-from .files import FileStore
-from .options import UpstreamIndex, redact, parse_upstream
-from .private import PrivateStore, Refused, check_distribution, is_distribution_name, parse_filename
-from .simple import FileEntry, IndexFormatError, parse_project, parse_project_list
-from .upstream import UpstreamClient, UpstreamError
+from ..cache import FileStore
+from ..config import UpstreamIndex, parse_upstream, redact
+from ..private import PrivateStore, Refused, check_distribution
+from ..simple import FileEntry, is_distribution_name, parse_filename
+from ..simple.hashes import sha256_of
+from ..upstream import ProjectMissing, UpstreamClient, UpstreamError, fetch_project, fetch_project_list
+from .reactor import run_command
 
 DEFAULT_JOBS = 4
 DEFAULT_TIMEOUT = 60.0
@@ -97,7 +98,7 @@ class Importer:
         try:
             existing = self._existing(filename, None)
             if existing:
-                existing = self._existing(filename, _sha256(source))
+                existing = self._existing(filename, sha256_of(source))
                 if existing:
                     self.report.skip(filename)
                 else:
@@ -158,25 +159,18 @@ class Importer:
 
     async def _list(self, client: UpstreamClient, index: UpstreamIndex) -> list[str]:
         try:
-            response, body = await client.get_page(index.url)
-            if response.code != 200:
-                raise UpstreamError(f"{redact(index.url)} answered {response.code}")
-            return list(parse_project_list(body, response.header("Content-Type") or ""))
-        except (UpstreamError, IndexFormatError) as e:
+            return list(await fetch_project_list(client, index.url))
+        except UpstreamError as e:
             self.report.refuse(redact(index.url), f"cannot list the index's projects: {e}")
             return []
 
     async def _page(self, client: UpstreamClient, index: UpstreamIndex, name: str) -> list[FileEntry]:
-        url = f"{index.url}{name}/"
         try:
-            response, body = await client.get_page(url)
-            if response.code in (404, 410):
-                self.report.refuse(name, f"no such project on {redact(index.url)}")
-                return []
-            if response.code != 200:
-                raise UpstreamError(f"{redact(url)} answered {response.code}")
-            page = parse_project(body, response.header("Content-Type") or "", response.url, name)
-        except (UpstreamError, IndexFormatError) as e:
+            page = (await fetch_project(client, index.url, name)).page
+        except ProjectMissing:
+            self.report.refuse(name, f"no such project on {redact(index.url)}")
+            return []
+        except UpstreamError as e:
             self.report.refuse(name, f"cannot read its page: {e}")
             return []
         entries = [e for e in page.files if is_distribution_name(e.filename)]
@@ -244,14 +238,6 @@ def _walk(paths: Iterable[Path], report: Report) -> Iterator[Path]:
                 yield candidate
             else:
                 report.ignored += 1
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # Command line ----------------------------------------------------------------------------
@@ -322,33 +308,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         if args.paths:
             importer.import_paths(args.paths)
         else:
-            _react(importer, args)
+
+            async def main(reactor: Any) -> int:
+                await importer.import_index(
+                    reactor, args.from_index, args.projects, jobs=args.jobs, timeout=args.timeout, ca_file=args.index_ca
+                )
+                return 0
+
+            status = run_command(prog, main)
+            if status:
+                return status
     finally:
         importer.close()
     return report.finish(err)
-
-
-def _react(importer: Importer, args: argparse.Namespace) -> None:
-    from twisted.internet import reactor
-
-    failures: list[BaseException] = []
-
-    async def main() -> None:
-        try:
-            await importer.import_index(
-                reactor,
-                args.from_index,
-                args.projects,
-                jobs=args.jobs,
-                timeout=args.timeout,
-                ca_file=args.index_ca,
-            )
-        except BaseException as e:  # noqa: BLE001 - reported after the reactor stops
-            failures.append(e)
-        finally:
-            reactor.stop()
-
-    reactor.callWhenRunning(lambda: defer.ensureDeferred(main()))
-    reactor.run()
-    if failures:
-        raise failures[0]

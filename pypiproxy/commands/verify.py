@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
 from typing import Iterator
 
-from .files import KEY
-
-CHUNK = 1024 * 1024
+from ..cache import KEY
+from ..simple.hashes import sha256_of
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +20,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "fetches it again. Files cached from an index that gave no sha256 cannot be checked "
         "and are counted apart. Exit status: 0 all good, 1 some were bad, 2 bad usage."
     )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_files(cache_dir: Path) -> Iterator[Path]:

@@ -8,7 +8,6 @@ import re
 import shlex
 import sys
 import tempfile
-import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,10 +32,12 @@ from packaging.version import InvalidVersion, Version
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from .options import UpstreamIndex, redact, parse_upstream
-from .simple import FileEntry, IndexFormatError, ProjectPage, parse_project, version_of
-from .upstream import UpstreamClient, UpstreamError
-from .wheels import NoMetadata, wheel_metadata
+from ...config import UpstreamIndex, parse_upstream, redact
+from ...simple import FileEntry, ProjectPage, version_of
+from ...simple.wheels import NoMetadata, wheel_metadata
+from ...upstream import BadIndexPage, ProjectMissing, UpstreamClient, UpstreamError, UpstreamStatus, fetch_project
+from ...simple.hashes import body_mismatch
+from ..reactor import run_command
 
 T = TypeVar("T")
 
@@ -126,7 +127,6 @@ class Requirements:
 
 # pip's comment rule: "#" at the start of a line or after whitespace.
 _COMMENT = re.compile(r"(^|\s+)#.*$")
-_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 # Include options, and whether what they include are constraints.
 _INCLUDES = MappingProxyType(
     {"-r": False, "--requirement": False, "-c": True, "--constraint": True}
@@ -151,11 +151,6 @@ _LINE_OPTIONS_IGNORED = frozenset(
     {"--config-settings", "-C", "--global-option", "--install-option"}
 )
 _LOCATION_SUFFIXES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
-
-
-def _hide(text: str) -> str:
-    """Echo a line from a file without the password a URL in it may carry."""
-    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 def logical_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -196,16 +191,16 @@ def parse_requirement(text: str, origin: str) -> RequirementLine:
         if _looks_like_location(spec_text):
             raise RequirementsError(
                 f"{origin}: URLs, paths and VCS links are not supported, name a project "
-                f"instead: {_hide(text)}"
+                f"instead: {redact(text)}"
             ) from None
         reason = str(e).splitlines()[0] if str(e) else "not a requirement"
         raise RequirementsError(
-            f"{origin}: invalid requirement: {_hide(text)} ({reason})"
+            f"{origin}: invalid requirement: {redact(text)} ({reason})"
         ) from None
     if requirement.url:
         raise RequirementsError(
             f"{origin}: direct URL requirements are not supported, warm fetches from the "
-            f"index: {_hide(text)}"
+            f"index: {redact(text)}"
         )
     return RequirementLine(requirement, origin, hashes)
 
@@ -225,7 +220,7 @@ def _split(text: str, origin: str, line: str) -> list[str]:
     try:
         return shlex.split(text)
     except ValueError as e:
-        raise RequirementsError(f"{origin}: {e}: {_hide(line)}") from None
+        raise RequirementsError(f"{origin}: {e}: {redact(line)}") from None
 
 
 def _line_options(option_text: str, origin: str, line: str) -> Iterator[str]:
@@ -237,7 +232,7 @@ def _line_options(option_text: str, origin: str, line: str) -> Iterator[str]:
         index += 1
         if name in ("--hash", *_LINE_OPTIONS_IGNORED) and not value:
             if index >= len(tokens):
-                raise RequirementsError(f"{origin}: option {name} needs a value: {_hide(line)}")
+                raise RequirementsError(f"{origin}: option {name} needs a value: {redact(line)}")
             value, index = tokens[index], index + 1
         if name == "--hash":
             algorithm, _, digest = value.partition(":")
@@ -245,12 +240,12 @@ def _line_options(option_text: str, origin: str, line: str) -> Iterator[str]:
                 r"[0-9a-fA-F]+", digest
             ):
                 raise RequirementsError(
-                    f"{origin}: --hash must be ALGORITHM:HEXDIGEST, not {value!r}: {_hide(line)}"
+                    f"{origin}: --hash must be ALGORITHM:HEXDIGEST, not {value!r}: {redact(line)}"
                 )
             yield f"{algorithm}:{digest.lower()}"
         elif name not in _LINE_OPTIONS_IGNORED:
             raise RequirementsError(
-                f"{origin}: unsupported option {name} on a requirement line: {_hide(line)}"
+                f"{origin}: unsupported option {name} on a requirement line: {redact(line)}"
             )
 
 
@@ -302,18 +297,18 @@ class _FileReader:
             takes_value = name in _INCLUDES or name in _EDITABLE or name in _IGNORED_WITH_VALUE
             if takes_value and value is None:
                 if index >= len(tokens):
-                    raise RequirementsError(f"{origin}: option {name} needs a value: {_hide(line)}")
+                    raise RequirementsError(f"{origin}: option {name} needs a value: {redact(line)}")
                 value, index = tokens[index], index + 1
             if name in _EDITABLE:
                 raise RequirementsError(
                     f"{origin}: editable requirements are not supported, warm fetches released "
-                    f"files from the index: {_hide(line)}"
+                    f"files from the index: {redact(line)}"
                 )
             if name in _INCLUDES:
                 assert value is not None
                 if "://" in value:
                     raise RequirementsError(
-                        f"{origin}: including a file from a URL is not supported: {_hide(line)}"
+                        f"{origin}: including a file from a URL is not supported: {redact(line)}"
                     )
                 included = Path(value).expanduser()
                 if not included.is_absolute():
@@ -324,7 +319,7 @@ class _FileReader:
             elif name in _IGNORED_WITH_VALUE or name in _IGNORED_FLAGS:
                 self.notes.append(f"{origin}: ignoring {name} (warm fetches from --index)")
             else:
-                raise RequirementsError(f"{origin}: unknown option {name}: {_hide(line)}")
+                raise RequirementsError(f"{origin}: unknown option {name}: {redact(line)}")
 
 
 def parse_requirements(files: Sequence[Path | str] = (), lines: Sequence[str] = ()) -> Requirements:
@@ -595,7 +590,7 @@ def select(
     candidates: dict[Version, list[FileEntry]] = {}
     for entry in page.files:
         version = _version(entry)
-        if version is None or (entry.yanked and not pinned):
+        if version is None or (entry.is_yanked and not pinned):
             continue
         if target.accepts_filename(entry.filename) and target.accepts_python(entry.requires_python):
             candidates.setdefault(version, []).append(entry)
@@ -604,10 +599,9 @@ def select(
         return None
     best = max(fitting)
     files = tuple(candidates[best])
-    reasons = [f.yanked for f in files if f.yanked]
     yanked = None
-    if reasons and len(reasons) == len(files):
-        yanked = next((r for r in reasons if isinstance(r, str)), "")
+    if all(f.is_yanked for f in files):
+        yanked = next((f.yanked_reason for f in files if f.yanked_reason), "")
     return Selection(page.name, best, files, yanked)
 
 
@@ -628,19 +622,19 @@ def plan_metadata(page: ProjectPage, selection: Selection) -> tuple[str, FileEnt
     when only an sdist without usable metadata is there."""
     wheels = [f for f in selection.files if f.filename.endswith(".whl")]
     for entry in wheels:
-        if entry.core_metadata:
+        if entry.has_metadata:
             return ("metadata", entry)
     for entry in page.files:  # a wheel for another platform still tells the dependencies
         if (
             entry.filename.endswith(".whl")
-            and entry.core_metadata
+            and entry.has_metadata
             and _version(entry) == selection.version
         ):
             return ("metadata", entry)
     if wheels:
         return ("wheel", min(wheels, key=lambda f: (f.size is None, f.size or 0)))
     for entry in selection.files:  # an sdist's PKG-INFO, if Metadata 2.2 makes it static
-        if entry.core_metadata:
+        if entry.has_metadata:
             return ("metadata", entry)
     return None
 
@@ -789,22 +783,21 @@ class IndexClient:
         url = f"{self.url}{canonicalize_name(name)}/"
         async with self._limit:
             try:
-                response, body = await self._http.get_page(url)
+                fetched = await fetch_project(self._http, self.url, canonicalize_name(name))
+            except ProjectMissing:
+                raise ProjectNotFound(name) from None
+            except UpstreamStatus as e:
+                if e.code in (401, 403):
+                    raise WarmError(
+                        f"the index refused access ({e.code}) to {redact(url)}: check the credentials in --index"
+                    ) from None
+                raise WarmError(f"the index answered {e.code} for {redact(url)}") from None
+            except BadIndexPage as e:
+                raise WarmError(str(e)) from None
             except UpstreamError as e:
                 raise WarmError(f"cannot reach the index: {e}") from None
-        if response.code == 404:
-            raise ProjectNotFound(name)
-        if response.code in (401, 403):
-            raise WarmError(
-                f"the index refused access ({response.code}) to {redact(url)}: "
-                "check the credentials in --index"
-            )
-        if response.code != 200:
-            raise WarmError(f"the index answered {response.code} for {redact(url)}")
-        try:
-            return parse_project(body, response.header("Content-Type") or "", response.url, name)
-        except IndexFormatError as e:
-            raise WarmError(f"{redact(url)}: {e}") from None
+        assert fetched.page is not None  # asked without validators
+        return fetched.page
 
     async def metadata(self, entry: FileEntry) -> bytes:
         """A file's PEP 658 metadata, checked against the hash the page gives for it."""
@@ -816,8 +809,9 @@ class IndexClient:
                 raise TransferError(str(e)) from None
         if response.code != 200:
             raise TransferError(f"HTTP {response.code}")
-        if isinstance(entry.core_metadata, Mapping):
-            _check_hash(entry.core_metadata, body)
+        wrong = body_mismatch(entry.metadata_hashes, body)
+        if wrong is not None:
+            raise TransferError(wrong)
         return body
 
     async def download(
@@ -890,15 +884,6 @@ def _expected_hash(entry: FileEntry) -> tuple[str | None, str | None]:
         if algorithm in hashlib.algorithms_available:
             return algorithm, value
     return None, None
-
-
-def _check_hash(hashes: Mapping[str, str], body: bytes) -> None:
-    for algorithm, expected in hashes.items():
-        if algorithm in hashlib.algorithms_available:
-            got = hashlib.new(algorithm, body).hexdigest()
-            if got != expected:
-                raise TransferError(f"{algorithm} mismatch: the index says {expected}, got {got}")
-            return
 
 
 async def _gather(awaitables: Iterable[Awaitable[T]]) -> list[T]:
@@ -1361,28 +1346,5 @@ async def execute(reactor: Any, args: argparse.Namespace, out: TextIO, err: Text
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command in its own reactor (``task.react``); returns the exit status."""
-    from twisted.internet import task
-
-    status: list[int] = []
-
-    async def main(reactor: Any) -> None:
-        work = defer.Deferred.fromCoroutine(execute(reactor, args, sys.stdout, sys.stderr))
-        # Ctrl-C stops the reactor: cancel the run, so the progress bar is taken down.
-        reactor.addSystemEventTrigger("before", "shutdown", work.cancel)
-        try:
-            status.append(await work)
-        except defer.CancelledError:
-            pass
-        except Exception:
-            traceback.print_exc()  # a bug: show it, no log is set up in a console command
-            status.append(1)
-
-    try:
-        task.react(main)
-    except SystemExit:
-        pass  # react always exits; the status is ours
-    if not status:
-        sys.stderr.write("pypiproxy warm: interrupted\n")
-        return 130
-    return status[0]
+    """Run the command in its own reactor; returns the exit status."""
+    return run_command("pypiproxy warm", lambda reactor: execute(reactor, args, sys.stdout, sys.stderr))

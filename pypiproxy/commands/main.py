@@ -11,9 +11,9 @@ from typing import NoReturn
 # its options, and ``run(args) -> int``, which does the work and returns the exit status.
 # Modules are imported when the parser is built, so every command's --help is complete.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("warm", "pypiproxy.warm", "fill a proxy's cache from requirements files"),
-    ("import", "pypiproxy.importer", "move private packages in from folders or another index"),
-    ("verify", "pypiproxy.verify", "check every cached file against its hash; remove bad ones"),
+    ("warm", "pypiproxy.commands.warm", "fill a proxy's cache from requirements files"),
+    ("import", "pypiproxy.commands.importer", "move private packages in from folders or another index"),
+    ("verify", "pypiproxy.commands.verify", "check every cached file against its hash; remove bad ones"),
 )
 
 

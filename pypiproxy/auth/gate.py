@@ -1,0 +1,155 @@
+"""The site gate: ``--allow-from``, then the login where one is needed, before any resource runs."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any, Callable, Sequence
+
+from twisted.cred import credentials, error as cred_error, portal
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python import logfile
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+from twisted.web.util import DeferredResource
+
+from ..config import Config
+from ..web.errors import error_page, forbidden
+from .htpasswd import IAccount, build_portal
+
+log = Logger()
+
+REALM = "pypiproxy"
+
+
+class AccessPolicy:
+    """Decides, for each request, whether it is served, refused, or needs a login first.
+
+    ``--allow-from`` comes first, on every path. Then ``auth="all"`` asks every request
+    except ``/+health`` for a login, ``auth="upload"`` only uploads (POST); without users,
+    uploads are refused unless anonymous ones are allowed.
+    """
+
+    def __init__(
+        self,
+        networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        login: portal.Portal | None = None,
+        auth: str = "upload",
+        allow_anonymous_upload: bool = False,
+    ) -> None:
+        self._networks = tuple(networks)
+        self._portal = login
+        self._auth = auth
+        self._anonymous_upload = allow_anonymous_upload
+
+    def refusal(self, request: IRequest) -> resource.IResource | None:
+        """A refusal that needs no login check, or None."""
+        if self._networks and not _allowed(request, self._networks):
+            return forbidden("your address may not use this server")
+        if _is_upload(request) and self._portal is None and not self._anonymous_upload:
+            return forbidden(
+                "uploads are disabled: this server has no users (--htpasswd) "
+                "and does not allow anonymous uploads"
+            )
+        return None
+
+    def needs_login(self, request: IRequest) -> bool:
+        if self._portal is None:
+            return False
+        if self._auth == "all":
+            return request.path != b"/+health"
+        return _is_upload(request) and not self._anonymous_upload
+
+    async def login(self, request: IRequest) -> resource.IResource | None:
+        """None when the request's basic-auth login is good, else the 401 to answer with."""
+        assert self._portal is not None
+        user, password = request.getUser(), request.getPassword()
+        if not user:
+            return _unauthorized("login required")
+        try:
+            _interface, account, _logout = await self._portal.login(
+                credentials.UsernamePassword(user, password), None, IAccount
+            )
+        except cred_error.UnauthorizedLogin:
+            log.warn(
+                "failed login for user {user!r} from {client} ({method} {path})",
+                user=user.decode("utf-8", "replace"),
+                client=_client_host(request),
+                method=request.method.decode("latin-1"),
+                path=request.path.decode("latin-1"),
+            )
+            return _unauthorized("wrong user name or password")
+        if hasattr(request, "account"):
+            request.account = account
+        return None
+
+
+def _unauthorized(reason: str) -> resource.IResource:
+    return error_page(401, reason, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+
+def _is_upload(request: IRequest) -> bool:
+    return request.method == b"POST"
+
+
+def _client_host(request: IRequest) -> str:
+    address = request.getClientAddress()
+    return getattr(address, "host", "") or str(address)
+
+
+def _allowed(request: IRequest, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(_client_host(request))
+    except ValueError:
+        return False  # not an IP connection (a UNIX socket): only listed networks may come
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+class GatedSite(server.Site):
+    """A Site that applies the access policy before the resource tree sees a request."""
+
+    # Twisted's Site rotates its access log every 1 MB and keeps every file: a busy server
+    # would make thousands a day. Ours: 100 MB files, the newest 10 kept.
+    log_rotate_length = 100_000_000
+    log_rotated_files = 10
+
+    def __init__(self, root: resource.IResource, policy: AccessPolicy, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.policy = policy
+
+    def _openLogFile(self, path: str) -> logfile.LogFile:  # the hook HTTPFactory offers
+        return logfile.LogFile(
+            os.path.basename(path),
+            os.path.dirname(path),
+            rotateLength=self.log_rotate_length,
+            maxRotatedFiles=self.log_rotated_files,
+        )
+
+    def getResourceFor(self, request: IRequest) -> resource.IResource:
+        request.site = self
+        request.sitepath = list(request.prepath)
+        refused = self.policy.refusal(request)
+        if refused is not None:
+            return refused
+        if not self.policy.needs_login(request):
+            return super().getResourceFor(request)
+        checked = defer.ensureDeferred(self.policy.login(request))
+        checked.addCallback(lambda refused: refused or server.Site.getResourceFor(self, request))
+        return DeferredResource(checked)
+
+
+def site_for(
+    root: resource.IResource,
+    config: Config,
+    clock: IReactorTime,
+    to_thread: Callable[..., defer.Deferred],
+    **kwargs: Any,
+) -> GatedSite:
+    """The site for a config's ``--allow-from``, ``--htpasswd``, ``--auth`` and uploads."""
+    login = build_portal(config.htpasswd, clock, to_thread) if config.htpasswd else None
+    policy = AccessPolicy(config.allow_from, login, config.auth, config.allow_anonymous_upload)
+    return GatedSite(root, policy, **kwargs)

@@ -1,0 +1,15 @@
+"""The caches of what upstreams serve: files (one download each), PEP 658 metadata, pages."""
+
+from .download import Download, HashMismatch
+from .eviction import LRUBudget
+from .files import CachedFile, FileCache, NotCached
+from .metadata import MetadataCache
+from .pages import CachedPage, PageCache, ProjectNotFound
+from .rendered import RenderedPage, render_names, render_page
+from .store import KEY, FileStore, cache_key
+
+__all__ = [
+    "KEY", "CachedFile", "CachedPage", "Download", "FileCache", "FileStore", "HashMismatch", "LRUBudget",
+    "MetadataCache", "NotCached", "PageCache", "ProjectNotFound", "RenderedPage", "cache_key",
+    "render_names", "render_page",
+]

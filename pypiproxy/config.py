@@ -1,0 +1,110 @@
+"""The frozen Config and the values it holds; parsing them from text, with one-line errors."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+DEFAULT_LISTEN = "tcp:3141:interface=127.0.0.1"
+
+
+@dataclass(frozen=True)
+class UpstreamIndex:
+    """One upstream Simple API root; its credentials are kept apart from its URL."""
+
+    url: str  # without credentials, always ending in "/"
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        """(scheme, host, port): where this index's credentials may be sent."""
+        return origin_of(self.url)
+
+    def __repr__(self) -> str:
+        # Keep the secret out of tracebacks and logs.
+        return f"UpstreamIndex({self.url!r})"
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL; a URL with a bad port has the scheme's default."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.scheme, (parts.hostname or "").lower(), port or (443 if parts.scheme == "https" else 80))
+
+
+def parse_upstream(value: str, option: str = "--upstream") -> UpstreamIndex:
+    """Split ``https://user:pass@host/simple/`` into a clean URL and credentials."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{option} must be an http or https URL, not {redact(value)!r}")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"{option} has a bad port: {redact(value)!r}") from None
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if parts.port:
+        netloc += f":{parts.port}"
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    url = urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return UpstreamIndex(url=url, username=username, password=password)
+
+
+_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """Text (a URL, or a line holding URLs) without the credentials a URL in it may carry."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: str, option: str = "--max-cache-size") -> int:
+    """``500M``, ``20G``: K/M/G/T are powers of 1024."""
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"{option}: not a size: {value!r} (try 500M or 20G)")
+    number, unit = match.groups()
+    return int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
+
+
+def parse_number(value: str, option: str, *, zero: bool = False, kind: type = float) -> float:
+    """A finite number above zero (or zero too, with ``zero``), of ``kind`` (float or int)."""
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{option}: not a number: {value!r}") from None
+    if not (0 <= number if zero else 0 < number) or not number < float("inf"):
+        what = "zero or more" if zero else "a positive number"
+        raise ValueError(f"{option}: must be {what}, not {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the server is told; built once from the options, passed down."""
+
+    listen: tuple[str, ...]
+    upstreams: tuple[UpstreamIndex, ...]
+    cache_dir: Path
+    index_ttl: float = 600.0
+    offline: bool = False
+    upstream_ca: Path | None = None
+    upstream_timeout: float = 15.0
+    htpasswd: Path | None = None
+    auth: str = "upload"
+    allow_anonymous_upload: bool = False
+    allow_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    max_cache_size: int | None = None
+    max_upload_size: int = 1024**3
+    access_log: Path | None = None

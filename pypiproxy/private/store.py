@@ -1,0 +1,256 @@
+"""The private store: uploaded and imported files with their sidecars; never evicted or overwritten."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from twisted.logger import Logger
+
+from .. import simple
+from ..simple import NORMALISED_NAME
+from .validation import AlreadyExists, Distribution, Refused, check_distribution
+
+log = Logger()
+
+# A directory changed this recently may change again within the same timestamp tick, so
+# what was read from it is not trusted (git's "racily clean" rule).
+RACY_NS = 2_000_000_000
+# The URL a private file's entry carries: it is never fetched, only recognised.
+PRIVATE_URL = "private:"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file in the private store, as its sidecar describes it."""
+
+    project: str
+    filename: str
+    path: Path
+    sha256: str
+    size: int
+    requires_python: str | None
+    upload_time: str
+    metadata: bytes | None
+
+    @classmethod
+    def of(cls, dist: "Distribution", path: Path, upload_time: str) -> "StoredFile":
+        """The record of a checked distribution, stored at ``path``."""
+        return cls(
+            project=dist.project,
+            filename=dist.filename,
+            path=path,
+            sha256=dist.sha256,
+            size=dist.size,
+            requires_python=dist.requires_python,
+            upload_time=upload_time,
+            metadata=dist.metadata,
+        )
+
+    def entry(self) -> simple.FileEntry:
+        return simple.FileEntry(
+            filename=self.filename,
+            url=f"{PRIVATE_URL}{self.project}/{self.filename}",
+            hashes={"sha256": self.sha256},
+            requires_python=self.requires_python,
+            has_metadata=self.metadata is not None,
+            metadata_hashes={"sha256": hashlib.sha256(self.metadata).hexdigest()} if self.metadata else {},
+            size=self.size,
+            upload_time=self.upload_time,
+        )
+
+
+def _now() -> str:
+    """PEP 700's upload-time format."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class PrivateStore:
+    """``private/<project>/<filename>`` plus ``<filename>.json``; never evicted, never overwritten.
+
+    The filesystem is the database: several processes (a server and ``pypiproxy import``)
+    may share it. What is read from a project folder is remembered until the folder changes.
+    """
+
+    def __init__(self, directory: Path, temporary: Callable[[str], Path]) -> None:
+        self.directory = directory
+        self.temporary = temporary
+        directory.mkdir(parents=True, exist_ok=True)
+        # (mtime of the store's folder, names, sha256 -> file); every add touches the folder.
+        self._snapshot: tuple[int, tuple[str, ...], dict[str, StoredFile]] | None = None
+        self._projects: dict[str, tuple[int, tuple[StoredFile, ...]]] = {}
+
+    # Reading (reactor thread; small files) ---------------------------------------------
+
+    def _current(self) -> tuple[tuple[str, ...], dict[str, StoredFile]]:
+        mtime = _mtime(self.directory)
+        if self._snapshot is not None and self._snapshot[0] == mtime:
+            return self._snapshot[1], self._snapshot[2]
+        names = []
+        keys: dict[str, StoredFile] = {}
+        for child in sorted(self.directory.iterdir()):
+            if NORMALISED_NAME.match(child.name) and child.is_dir():
+                files = self.project(child.name)
+                if files:
+                    names.append(child.name)
+                    keys.update((f.sha256, f) for f in files)
+        if mtime is not None and not _racy(mtime):
+            self._snapshot = (mtime, tuple(names), keys)
+        return tuple(names), keys
+
+    def names(self) -> tuple[str, ...]:
+        """Every project with at least one private file, sorted."""
+        return self._current()[0]
+
+    def by_key(self, key: str) -> StoredFile | None:
+        """A private file by its sha256."""
+        return self._current()[1].get(key)
+
+    def project(self, name: str) -> tuple[StoredFile, ...]:
+        """A project's private files, oldest upload first; empty if it has none."""
+        folder = self.directory / name
+        mtime = _mtime(folder)
+        if mtime is None:
+            self._projects.pop(name, None)
+            return ()
+        known = self._projects.get(name)
+        if known is not None and known[0] == mtime:
+            return known[1]
+        found = [s for s in map(partial(self._read, name), folder.glob("*.json")) if s is not None]
+        found.sort(key=lambda s: (s.upload_time, s.filename))
+        files = tuple(found)
+        if not _racy(mtime):
+            self._projects[name] = (mtime, files)
+        return files
+
+    def forget(self, name: str) -> None:
+        """Drop what is remembered of a project after a change made by this process."""
+        self._projects.pop(name, None)
+        self._snapshot = None
+
+    def _read(self, name: str, sidecar: Path) -> StoredFile | None:
+        path = sidecar.with_suffix("")
+        try:
+            data = json.loads(sidecar.read_bytes())
+            if not path.exists():
+                return None
+            metadata = data.get("metadata")
+            return StoredFile(
+                project=name,
+                filename=path.name,
+                path=path,
+                sha256=data["sha256"],
+                size=int(data["size"]),
+                requires_python=data.get("requires_python"),
+                upload_time=data["upload_time"],
+                metadata=base64.b64decode(metadata) if metadata is not None else None,
+            )
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warn("ignoring unreadable private sidecar {path}: {error}", path=str(sidecar), error=str(e))
+            return None
+
+    def exists(self, project: str, filename: str) -> StoredFile | None:
+        """The stored file of that name, if any (read from disk, so other writers count)."""
+        sidecar = self.directory / project / f"{filename}.json"
+        if not (self.directory / project / filename).exists():
+            return None
+        return self._read(project, sidecar) if sidecar.exists() else _unfinished(project, filename)
+
+    # Writing (blocking: run in a thread) -----------------------------------------------
+
+    def add(
+        self,
+        temporary: Path,
+        dist: Distribution,
+        *,
+        upload_time: str | None = None,
+        source: str = "upload",
+        uploaded_by: str | None = None,
+    ) -> StoredFile:
+        """Move a checked temporary file into the store, atomically; never overwrites.
+
+        The file is linked into place first (a link fails if the name is taken, also by
+        another process), then its sidecar appears: readers list a file only once both
+        are there, so a crash in between leaves nothing visible (``repair`` finishes it).
+        """
+        folder = self.directory / dist.project
+        folder.mkdir(exist_ok=True)
+        final = folder / dist.filename
+        with open(temporary, "rb") as f:
+            os.fsync(f.fileno())
+        try:
+            os.link(temporary, final)
+        except FileExistsError:
+            raise AlreadyExists(f"File already exists: {dist.filename}") from None
+        os.unlink(temporary)
+        stored = StoredFile.of(dist, final, upload_time or _now())
+        self._write_sidecar(stored, source=source, uploaded_by=uploaded_by, version=dist.version)
+        # Readers in every process notice a change by the store folder's mtime.
+        os.utime(self.directory)
+        return stored
+
+    def _write_sidecar(self, stored: StoredFile, **extra: str | None) -> None:
+        record = {
+            "filename": stored.filename,
+            "project": stored.project,
+            "sha256": stored.sha256,
+            "size": stored.size,
+            "requires_python": stored.requires_python,
+            "upload_time": stored.upload_time,
+            **extra,
+            "metadata_sha256": hashlib.sha256(stored.metadata).hexdigest() if stored.metadata else None,
+            # Base64: the exact bytes matter (clients check their hash), and JSON holds text.
+            "metadata": base64.b64encode(stored.metadata).decode() if stored.metadata is not None else None,
+        }
+        temporary = self.temporary(stored.filename + ".json")
+        with open(temporary, "w") as f:
+            json.dump(record, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, stored.path.with_name(stored.filename + ".json"))
+
+    def repair(self) -> list[Path]:
+        """Write the sidecar of files a crash left without one (blocking; at start)."""
+        repaired = []
+        for folder in self.directory.iterdir():
+            if not (folder.is_dir() and NORMALISED_NAME.match(folder.name)):
+                continue
+            for path in folder.iterdir():
+                if path.suffix == ".json" or path.with_name(path.name + ".json").exists():
+                    continue
+                try:
+                    dist = check_distribution(path, path.name)
+                except (Refused, OSError) as e:
+                    log.warn("private file {path} has no sidecar and is unusable: {error}", path=str(path), error=str(e))
+                    continue
+                stored = StoredFile.of(dist, path, _now())
+                self._write_sidecar(stored, source="repair", version=dist.version)
+                log.info("wrote the missing sidecar of private file {path}", path=str(path))
+                repaired.append(path)
+        if repaired:
+            os.utime(self.directory)
+        return repaired
+
+
+def _unfinished(project: str, filename: str) -> StoredFile:
+    """A file whose sidecar is still being written: it exists, nothing more is known."""
+    return StoredFile(project, filename, Path(), "", 0, None, "", None)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _racy(mtime_ns: int) -> bool:
+    return time.time_ns() - mtime_ns < RACY_NS

@@ -1,0 +1,97 @@
+"""The private tier in front of the caches: a private name is served from the store alone."""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.components import proxyForInterface
+
+from .. import simple
+from ..cache import CachedFile, CachedPage
+from ..interfaces import IFiles, IFileSource, IProjectPages
+from ..upstream import UpstreamError
+from .store import PRIVATE_URL, PrivateStore, StoredFile
+
+log = Logger()
+
+
+class PrivatePages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[misc]
+    """The page cache, with private projects answered from the store alone.
+
+    A name with any private file never shows the upstream's files (dependency confusion).
+    Anything else is the page cache's own business.
+    """
+
+    def __init__(self, pages: IProjectPages, private: PrivateStore, clock: IReactorTime) -> None:
+        super().__init__(pages)
+        self._private = private
+        self._clock = clock
+        self._rendered: dict[str, tuple[tuple[StoredFile, ...], CachedPage]] = {}
+        self._merged: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
+
+    def _private_page(self, name: str) -> CachedPage | None:
+        if name not in self._private.names():
+            return None
+        files = self._private.project(name)
+        if not files:
+            return None
+        known = self._rendered.get(name)
+        if known is not None and known[0] is files:
+            return known[1]
+        page = simple.ProjectPage(name=name, files=tuple(f.entry() for f in files))
+        cached = CachedPage(page=page, source="private", fetched_at=self._clock.seconds())
+        self._rendered[name] = (files, cached)
+        return cached
+
+    def fresh(self, name: str) -> CachedPage | None:
+        return self._private_page(name) or self._pages.fresh(name)
+
+    async def project(self, name: str) -> CachedPage:
+        return self._private_page(name) or await self._pages.project(name)
+
+    async def cached(self, name: str) -> CachedPage | None:
+        return self._private_page(name) or await self._pages.cached(name)
+
+    async def project_names(self) -> tuple[str, ...]:
+        """The upstreams' names and the private ones; the same tuple while nothing changes."""
+        private = self._private.names()
+        try:
+            upstream = await self._pages.project_names()
+        except UpstreamError as e:
+            if not private:
+                raise
+            log.warn("listing private projects only: {error}", error=str(e))
+            upstream = ()
+        merged = self._merged
+        if merged is None or merged[0] is not upstream or merged[1] != private:
+            names = tuple(sorted(set(upstream) | set(private))) if private else upstream
+            merged = self._merged = (upstream, private, names)
+        return merged[2]
+
+
+class PrivateFiles(proxyForInterface(IFiles, "_files")):  # type: ignore[misc]
+    """The file cache, with private files served from the store and never fetched."""
+
+    def __init__(self, files: IFiles, private: PrivateStore) -> None:
+        super().__init__(files)
+        self._private = private
+
+    def cached(self, key: str) -> CachedFile | None:
+        stored = self._private.by_key(key)
+        if stored is not None:
+            return CachedFile(stored.path, stored.size)
+        return self._files.cached(key)
+
+    async def fetch(self, key: str, entry: simple.FileEntry) -> IFileSource:
+        found = self.cached(key)
+        if found is not None:
+            return found
+        if entry.url.startswith(PRIVATE_URL):
+            raise UpstreamError(f"{entry.filename} is missing from the private store")
+        return await self._files.fetch(key, entry)
+
+    async def metadata(self, key: str, entry: simple.FileEntry) -> bytes | None:
+        stored = self._private.by_key(key)
+        if stored is not None:
+            return stored.metadata
+        return await self._files.metadata(key, entry)

@@ -1,0 +1,139 @@
+"""PEP 503 HTML: project pages and the project list, read from upstreams and rendered."""
+
+from __future__ import annotations
+
+import html
+from html.parser import HTMLParser
+from typing import Iterable
+from urllib.parse import urldefrag, urljoin
+
+from packaging.utils import canonicalize_name
+
+from .model import API_VERSION, FileEntry, FileURL, ProjectPage, split_hash
+
+
+class _AnchorCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self.base: str | None = None
+        self._open: dict[str, str | None] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "base" and self.base is None:
+            self.base = dict(attrs).get("href")
+        elif tag == "a":
+            self._open = dict(attrs)
+            self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.anchors.append((self._open, "".join(self._text).strip()))
+            self._open = None
+
+
+def _anchors(body: bytes) -> _AnchorCollector:
+    collector = _AnchorCollector()
+    collector.feed(body.decode("utf-8", "replace"))
+    collector.close()
+    return collector
+
+
+def _metadata_attr(value: str | None) -> tuple[bool, dict[str, str]]:
+    """PEP 714: ``true`` or ``<hashname>=<hexdigest>``; absent or ``false`` means none."""
+    if value is None or value.strip().lower() == "false":
+        return False, {}
+    return True, split_hash(value.strip())
+
+
+def parse_project_html(body: bytes, page_url: str, name: str) -> ProjectPage:
+    """Read a PEP 503 project page; relative URLs are resolved against ``page_url``."""
+    collector = _anchors(body)
+    base = urljoin(page_url, collector.base) if collector.base else page_url
+    files = []
+    for attrs, text in collector.anchors:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url, fragment = urldefrag(urljoin(base, href))
+        yanked = "data-yanked" in attrs
+        has_metadata, metadata_hashes = _metadata_attr(
+            attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
+        )
+        gpg = attrs.get("data-gpg-sig")
+        files.append(
+            FileEntry(
+                filename=text or url.rsplit("/", 1)[-1],
+                url=url,
+                hashes=split_hash(fragment),
+                requires_python=attrs.get("data-requires-python") or None,
+                is_yanked=yanked,
+                yanked_reason=(attrs["data-yanked"] or None) if yanked else None,
+                has_metadata=has_metadata,
+                metadata_hashes=metadata_hashes,
+                gpg_sig=None if gpg is None else gpg.lower() == "true",
+            )
+        )
+    return ProjectPage(name=canonicalize_name(name), files=tuple(files))
+
+
+def parse_project_list_html(body: bytes) -> list[str]:
+    return [text for _attrs, text in _anchors(body).anchors if text]
+
+
+def render_project_html(page: ProjectPage, file_url: FileURL) -> bytes:
+    name = canonicalize_name(page.name)
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "  <head>",
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        f"    <title>Links for {html.escape(name)}</title>",
+        "  </head>",
+        "  <body>",
+        f"    <h1>Links for {html.escape(name)}</h1>",
+    ]
+    for entry in page.files:
+        href = file_url(entry)
+        if entry.sha256:
+            href += f"#sha256={entry.sha256}"
+        elif entry.hashes:
+            algorithm, digest = next(iter(entry.hashes.items()))
+            href += f"#{algorithm}={digest}"
+        attrs = [f'href="{html.escape(href)}"']
+        if entry.requires_python is not None:
+            attrs.append(f'data-requires-python="{html.escape(entry.requires_python)}"')
+        if entry.is_yanked:
+            attrs.append(f'data-yanked="{html.escape(entry.yanked_reason or "")}"')
+        if entry.has_metadata:
+            value = "true"
+            if entry.metadata_hashes:
+                algorithm, digest = next(iter(entry.metadata_hashes.items()))
+                value = f"{algorithm}={digest}"
+            attrs.append(f'data-core-metadata="{html.escape(value)}"')
+            attrs.append(f'data-dist-info-metadata="{html.escape(value)}"')
+        if entry.gpg_sig is not None:
+            attrs.append(f'data-gpg-sig="{"true" if entry.gpg_sig else "false"}"')
+        lines.append(f"    <a {' '.join(attrs)}>{html.escape(entry.filename)}</a><br>")
+    lines += ["  </body>", "</html>", ""]
+    return "\n".join(lines).encode()
+
+
+def render_project_list_html(names: Iterable[str]) -> bytes:
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "  <head>",
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        "    <title>Simple index</title>",
+        "  </head>",
+        "  <body>",
+    ]
+    lines += [f'    <a href="{html.escape(n)}/">{html.escape(n)}</a><br>' for n in names]
+    lines += ["  </body>", "</html>", ""]
+    return "\n".join(lines).encode()

@@ -1,0 +1,70 @@
+"""Index pages from an upstream, fetched, checked and parsed: the one copy every caller uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import redact
+from ..simple import IndexFormatError, ProjectPage, parse_project, parse_project_list
+from .client import UpstreamClient, UpstreamError
+
+
+class ProjectMissing(Exception):
+    """The upstream has no such project (it answered 404 or 410)."""
+
+
+class UpstreamStatus(UpstreamError):
+    """The upstream answered with a status we cannot use; ``code`` is that status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BadIndexPage(UpstreamError):
+    """The upstream answered with something that is not a Simple API page."""
+
+
+@dataclass(frozen=True)
+class FetchedPage:
+    """A project page as an upstream answered it; ``page`` is None when it answered 304."""
+
+    page: ProjectPage | None
+    url: str  # where it was found, after redirects
+    etag: str | None
+    last_modified: str | None
+
+
+async def fetch_project(
+    client: UpstreamClient,
+    index_url: str,
+    name: str,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> FetchedPage:
+    """The page of a normalised project name on the index at ``index_url`` (conditionally,
+    when validators are given). Raises ProjectMissing, or an UpstreamError."""
+    url = f"{index_url}{name}/"
+    response, body = await client.get_page(url, etag=etag, last_modified=last_modified)
+    if response.code in (404, 410):
+        raise ProjectMissing(name)
+    if response.code == 304 and (etag or last_modified):
+        return FetchedPage(None, response.url, etag, last_modified)
+    if response.code != 200:
+        raise UpstreamStatus(f"{redact(url)} answered {response.code}", response.code)
+    try:
+        page = parse_project(body, response.header("Content-Type") or "", response.url, name)
+    except IndexFormatError as e:
+        raise BadIndexPage(f"{redact(url)}: {e}") from None
+    return FetchedPage(page, response.url, response.header("ETag"), response.header("Last-Modified"))
+
+
+async def fetch_project_list(client: UpstreamClient, index_url: str) -> tuple[str, ...]:
+    """The normalised names the index at ``index_url`` lists; raises an UpstreamError."""
+    response, body = await client.get_page(index_url)
+    if response.code != 200:
+        raise UpstreamStatus(f"{redact(index_url)} answered {response.code}", response.code)
+    try:
+        return parse_project_list(body, response.header("Content-Type") or "")
+    except IndexFormatError as e:
+        raise BadIndexPage(f"{redact(index_url)}: {e}") from None

@@ -1,0 +1,33 @@
+"""What the resources answer from: built once by the service, passed down the tree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from twisted.internet.interfaces import IReactorTime
+
+from .. import simple
+from ..cache import cache_key
+from ..interfaces import IFiles, IProjectPages
+from ..stats import Stats
+from .http import ToThread
+
+
+@dataclass(frozen=True)
+class Components:
+    """What the resources answer from; built once by the service."""
+
+    pages: IProjectPages
+    files: IFiles
+    stats: Stats
+    ttl: float
+    clock: IReactorTime
+    to_thread: ToThread
+
+    def announce_local_metadata(self, entry: simple.FileEntry) -> simple.FileEntry:
+        """A cached wheel's METADATA is offered (PEP 658) even where the upstream had none,
+        so every tier below resolves without opening wheels."""
+        if entry.has_metadata or not entry.filename.endswith(".whl"):
+            return entry
+        digest = self.files.local_metadata(cache_key(entry))
+        return replace(entry, has_metadata=True, metadata_hashes={"sha256": digest}) if digest else entry

@@ -1,0 +1,187 @@
+"""``/files/<project>/<key>/<filename>[.metadata]``: every file, always from this proxy."""
+
+from __future__ import annotations
+
+from packaging.utils import canonicalize_name
+from twisted.internet.interfaces import IReactorTime
+from twisted.web import http
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
+
+from .. import simple
+from ..cache import KEY, CachedFile, ProjectNotFound, cache_key
+from ..interfaces import IFileSource
+from ..stats import Stats
+from ..upstream import UpstreamError
+from .components import Components
+from .errors import error_page, not_found
+from .http import etag_matches, render_async, upstream_error
+from .producer import FileProducer
+from .ranges import cold_range, parse_range, range_applies
+
+FILE_CACHE_CONTROL = b"max-age=31536000, immutable"
+
+
+class Files(Resource):
+    """``/files/<project>/<key>/<filename>[.metadata]``: always from this proxy."""
+
+    isLeaf = True
+
+    def __init__(self, components: Components) -> None:
+        super().__init__()
+        self._pages = components.pages
+        self._files = components.files
+        self._stats = components.stats
+        self._clock = components.clock
+
+    def render_GET(self, request: Request) -> int | bytes:
+        if len(request.postpath) != 3:
+            return not_found("no such file").render(request)
+        project, key, filename = (p.decode("utf-8", "replace") for p in request.postpath)
+        if not (simple.VALID_NAME.match(project) and KEY.match(key) and _safe_filename(filename)):
+            return not_found("no such file").render(request)
+        self._stats.incr("file_requests")
+        return render_async(request, self._answer(request, canonicalize_name(project), key, filename))
+
+    render_HEAD = render_GET
+
+    async def _answer(self, request: Request, project: str, key: str, filename: str) -> IResource | bytes | None:
+        metadata = filename.endswith(".metadata")
+        if metadata:
+            filename = filename.removesuffix(".metadata")
+        cached = None if metadata else self._files.cached(key)
+        if cached is not None:
+            self._stats.incr("cache_hits")
+            return serve_file(request, cached, key, hit=True, stats=self._stats, clock=self._clock)
+        try:
+            entry = await self._find(project, key, filename)
+            if entry is None:
+                return not_found(f"{filename} is not a file of {project}")
+            if metadata:
+                data = await self._files.metadata(key, entry)
+                if data is None:
+                    return not_found(f"the index offers no metadata for {filename}")
+                request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+                request.setHeader(b"etag", b'"%s.metadata"' % key.encode())
+                request.setHeader(b"cache-control", FILE_CACHE_CONTROL)
+                request.setHeader(b"content-length", b"%d" % len(data))
+                return data
+            if request.method == b"HEAD" and entry.size is not None:
+                # A cold HEAD (uv asks one before reading ranges) needs no download.
+                _file_headers(request, key, entry.size, hit=False)
+                request.setHeader(b"content-length", b"%d" % entry.size)
+                return b""
+            wanted = cold_range(request, key, entry)
+            if wanted is None:
+                source = await self._files.fetch(key, entry)
+            else:
+                spec, needed = wanted
+                download = self._files.download(key, entry)
+                if needed is None or download.available() < needed:
+                    # uv reads a wheel's METADATA with ranges near its end: answer those
+                    # from the upstream now, while the whole file downloads for later.
+                    piped = await self._files.upstream_range(entry, spec)
+                    if piped is not None:
+                        return await _pipe_range(request, key, *piped, stats=self._stats)
+                source = await download.when_started()
+        except UpstreamError as e:
+            return upstream_error(e)
+        return serve_file(
+            request, source, key, hit=isinstance(source, CachedFile), stats=self._stats, clock=self._clock
+        )
+
+    async def _find(self, project: str, key: str, filename: str) -> simple.FileEntry | None:
+        """The index's entry for a file: from the page we hold, else a fresh page."""
+        cached = await self._pages.cached(project)
+        entry = _entry_with_key(cached.page if cached else None, key, filename)
+        if entry is not None:
+            return entry
+        try:
+            fresh = await self._pages.project(project)
+        except ProjectNotFound:
+            return None
+        return _entry_with_key(fresh.page, key, filename)
+
+
+# Larger ranges are answered from the download like whole files; small ones may pass through.
+
+
+async def _pipe_range(
+    request: Request, key: str, response, start: int, end: int, size: int, stats: Stats
+) -> bytes | None:
+    """Send an upstream's 206 on to the client; a broken one aborts the client too."""
+    _file_headers(request, key, size, hit=False)
+    request.setResponseCode(http.PARTIAL_CONTENT)
+    request.setHeader(b"content-range", b"bytes %d-%d/%d" % (start, end - 1, size))
+    request.setHeader(b"content-length", b"%d" % (end - start))
+    if request.method == b"HEAD":
+        response.abort()
+        return b""
+
+    def write(data: bytes) -> None:
+        if not (request._disconnected or request.finished):
+            stats.incr("bytes_served", len(data))
+            request.write(data)
+
+    try:
+        await response.stream(write)
+    except UpstreamError:
+        if request.transport is not None:
+            request.transport.abortConnection()
+        return None
+    return b""
+
+
+def _entry_with_key(page: simple.ProjectPage | None, key: str, filename: str) -> simple.FileEntry | None:
+    if page is None:
+        return None
+    entry = page.find(filename)
+    if entry is not None and cache_key(entry) == key:
+        return entry
+    return None
+
+
+def _safe_filename(filename: str) -> bool:
+    return (
+        0 < len(filename) <= 255
+        and filename not in (".", "..")
+        and not any(c in filename for c in "/\\\x00")
+    )
+
+
+def _file_headers(request: Request, key: str, length: int | None, hit: bool) -> None:
+    request.setHeader(b"content-type", b"application/octet-stream")
+    request.setHeader(b"etag", b'"%s"' % key.encode())
+    request.setHeader(b"cache-control", FILE_CACHE_CONTROL)
+    request.setHeader(b"x-cache", b"HIT" if hit else b"MISS")
+    if length is not None:
+        request.setHeader(b"accept-ranges", b"bytes")
+
+
+def serve_file(
+    request: Request, source: IFileSource, key: str, hit: bool, stats: Stats, clock: IReactorTime
+) -> IResource | bytes | None:
+    """Send a file, whole or one range, from the cache or from its download in progress."""
+    if source.failed():
+        return error_page(502, "the upstream download failed")
+    length = source.length
+    _file_headers(request, key, length, hit)
+    etag = f'"{key}"'
+    if etag_matches(request.getHeader(b"if-none-match"), etag):
+        request.setResponseCode(http.NOT_MODIFIED)
+        return b""
+    start, end = 0, length
+    if length is not None and range_applies(request, etag):
+        byte_range = parse_range(request.getHeader(b"range"), length)
+        if byte_range == "unsatisfiable":
+            return error_page(416, "range not satisfiable", {"Content-Range": f"bytes */{length}"})
+        if byte_range is not None:
+            start, end = byte_range
+            request.setResponseCode(http.PARTIAL_CONTENT)
+            request.setHeader(b"content-range", b"bytes %d-%d/%d" % (start, end - 1, length))
+    if end is not None:
+        request.setHeader(b"content-length", b"%d" % (end - start))
+    if request.method == b"HEAD":
+        return b""
+    FileProducer(request, source, start, end, stats, clock).start()
+    return None

@@ -1,0 +1,80 @@
+"""Byte ranges (RFC 9110): parsing ``Range``, honouring ``If-Range``, and which cold ranges pass through."""
+
+from __future__ import annotations
+
+import re
+from email.utils import parsedate_to_datetime
+
+from twisted.web.server import Request
+
+from .. import simple
+
+PASSTHROUGH_LIMIT = 8 * 1024 * 1024
+
+
+_CLOSED_RANGE = re.compile(r"^\s*bytes\s*=\s*(?:(\d+)-(\d+)|-(\d+))\s*$", re.IGNORECASE)
+
+
+def cold_range(request: Request, key: str, entry: simple.FileEntry) -> tuple[str, int | None] | None:
+    """For a single, small range of an uncached file: the range to ask the upstream for,
+    and how far the download must have come to answer it from there (None: unknown)."""
+    if not range_applies(request, f'"{key}"'):
+        return None
+    header = request.getHeader(b"range").decode("latin-1")
+    if entry.size is not None:
+        wanted = parse_range(header.encode("latin-1"), entry.size)
+        if isinstance(wanted, tuple) and wanted[1] - wanted[0] <= PASSTHROUGH_LIMIT:
+            return f"bytes={wanted[0]}-{wanted[1] - 1}", wanted[1]
+        return None
+    # The index gave no size (a plain PEP 503 page): closed and suffix ranges still have a
+    # known length, and the upstream's Content-Range tells us the rest.
+    match = _CLOSED_RANGE.match(header)
+    if match is None:
+        return None
+    first, last, suffix = match.groups()
+    length = int(suffix) if suffix else int(last) - int(first) + 1
+    return (header.strip(), None) if 0 < length <= PASSTHROUGH_LIMIT else None
+
+
+def range_applies(request: Request, etag: str) -> bool:
+    """``If-Range``: a range only when the client's copy is the one we have."""
+    if request.getHeader(b"range") is None:
+        return False
+    if_range = request.getHeader(b"if-range")
+    if if_range is None:
+        return True
+    if if_range.startswith((b'"', b"W/")):
+        return if_range.decode("latin-1") == etag
+    try:
+        parsedate_to_datetime(if_range.decode("latin-1"))
+    except (TypeError, ValueError):
+        return False
+    # Cached files never change, so any date the client saw them at is still right.
+    return True
+
+
+def parse_range(header: bytes | None, length: int) -> tuple[int, int] | str | None:
+    """A single ``bytes=`` range as ``(start, end)`` (end exclusive); None: serve it all."""
+    if not header:
+        return None
+    unit, _, spec = header.decode("latin-1").partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None  # other units, or several ranges: the whole file is a correct answer
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            suffix = int(last)
+            if suffix <= 0:
+                return "unsatisfiable"
+            return (max(0, length - suffix), length)
+        start = int(first)
+        end = int(last) + 1 if last else length
+    except ValueError:
+        return None
+    if start < 0 or end <= start:
+        return None if end <= start and start < length else "unsatisfiable"
+    if start >= length:
+        return "unsatisfiable"
+    return (start, min(end, length))
