@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -38,10 +39,17 @@ from targets import ALL_TARGETS, PEERS
 from venvs import REPO
 
 
+def default_data_dir() -> Path:
+    """$XDG_CACHE_HOME/pypiproxy-bench, else ~/.cache/pypiproxy-bench."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "pypiproxy-bench"
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default="/work/benchdata",
-                   help="corpus and virtualenvs, kept between runs (never inside the repo) [%(default)s]")
+    p.add_argument("--data-dir", default=str(default_data_dir()),
+                   help="corpus and virtualenvs, kept between runs (never inside the repo) "
+                        "[$XDG_CACHE_HOME/pypiproxy-bench, else ~/.cache/pypiproxy-bench: %(default)s]")
     p.add_argument("--peers", action="store_true", help="also run devpi-server and proxpi")
     p.add_argument("--targets", nargs="+", choices=ALL_TARGETS,
                    help="explicit list of targets (default: direct pypiproxy [+ peers])")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -53,9 +52,9 @@ class Venvs:
 
     def uv(self) -> str:
         """uv on PATH, else installed into DATA_DIR/venvs/tools."""
-        for cand in (shutil.which("uv"), "/work/venv/bin/uv"):
-            if cand and os.access(cand, os.X_OK):
-                return cand
+        cand = shutil.which("uv")
+        if cand:
+            return cand
         venv = ensure_venv(self.data / "venvs" / "tools", ["uv"], self.procs)
         return str(venv / "bin/uv")
 
