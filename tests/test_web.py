@@ -362,7 +362,7 @@ async def test_gzip_follows_the_accept_encoding_qualities(proxy, fake_index, whe
 
 @pytest_twisted.ensureDeferred
 async def test_the_access_log_rotates_and_keeps_a_bounded_number_of_files(make_proxy, tmp_path, monkeypatch):
-    from pypiproxy.auth import GatedSite
+    from pypiproxy.web import GatedSite
 
     monkeypatch.setattr(GatedSite, "log_rotate_length", 2_000)
     monkeypatch.setattr(GatedSite, "log_rotated_files", 2)

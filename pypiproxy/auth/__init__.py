@@ -1,6 +1,5 @@
-"""Who may do what: htpasswd logins through twisted.cred, and the gate in front of the site."""
+"""Who a request is and what it may do: htpasswd logins through twisted.cred."""
 
-from .gate import AccessPolicy, GatedSite, site_for
-from .htpasswd import HtpasswdChecker, HtpasswdError, load_htpasswd
+from .htpasswd import Accounts, HtpasswdChecker, HtpasswdError, IAccount, build_portal, load_htpasswd
 
-__all__ = ["AccessPolicy", "GatedSite", "HtpasswdChecker", "HtpasswdError", "load_htpasswd", "site_for"]
+__all__ = ["Accounts", "HtpasswdChecker", "HtpasswdError", "IAccount", "build_portal", "load_htpasswd"]

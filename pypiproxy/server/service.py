@@ -10,13 +10,12 @@ from twisted.logger import Logger
 from twisted.web.iweb import IAgent
 from twisted.web.server import Site
 
-from ..auth import site_for
 from ..cache import FileCache, FileStore, LRUBudget, MetadataCache, PageCache
 from ..config import Config
 from ..private import PrivateFiles, PrivatePages, PrivateStore
 from ..stats import Stats
 from ..upstream import UpstreamClient
-from ..web import Components, Root, SiteRequest, Upload
+from ..web import Components, Root, SiteRequest, Upload, site_for
 from ..web.http import ToThread
 from .options import Options
 

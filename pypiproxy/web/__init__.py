@@ -1,8 +1,9 @@
-"""The resource tree, one module per part of the URL space, and the site's request policy."""
+"""The resource tree, one module per part of the URL space; the site, its gate and request policy."""
 
 from .components import Components
+from .gate import AccessPolicy, GatedSite, site_for
 from .request import SiteRequest
 from .root import Root
 from .upload import Upload
 
-__all__ = ["Components", "Root", "SiteRequest", "Upload"]
+__all__ = ["AccessPolicy", "Components", "GatedSite", "Root", "SiteRequest", "Upload", "site_for"]

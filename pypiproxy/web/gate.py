@@ -15,9 +15,9 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 from twisted.web.util import DeferredResource
 
+from ..auth import IAccount, build_portal
 from ..config import Config
-from ..web.errors import error_page, forbidden
-from .htpasswd import IAccount, build_portal
+from .errors import error_page, forbidden
 
 log = Logger()
 
