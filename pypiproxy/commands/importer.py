@@ -15,11 +15,12 @@ from packaging.utils import canonicalize_name
 from twisted.internet import defer, threads
 
 from ..cache import FileStore
-from ..config import UpstreamIndex, parse_upstream, redact
+from ..config import UpstreamIndex, redact
 from ..private import PrivateStore, Refused, check_distribution
 from ..simple import FileEntry, is_distribution_name, parse_filename
 from ..simple.hashes import sha256_of
 from ..upstream import ProjectMissing, UpstreamClient, UpstreamError, fetch_project, fetch_project_list
+from .arguments import index_url, positive
 from .reactor import run_command
 
 DEFAULT_JOBS = 4
@@ -243,13 +244,6 @@ def _walk(paths: Iterable[Path], report: Report) -> Iterator[Path]:
 # Command line ----------------------------------------------------------------------------
 
 
-def _index(value: str) -> UpstreamIndex:
-    try:
-        return parse_upstream(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).replace("--upstream", "--from-index")) from None
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add import's options to its subcommand parser."""
     parser.description = (
@@ -265,7 +259,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--from-index",
-        type=_index,
+        type=index_url("--from-index"),
         metavar="URL",
         help="a Simple API root to import from; https://user:pass@host/simple/ for basic auth",
     )
@@ -278,8 +272,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="with --from-index: import this project; repeatable [default: every project listed]",
     )
     parser.add_argument("--index-ca", type=Path, metavar="FILE", help="PEM bundle to verify the index's TLS with")
-    parser.add_argument("-j", "--jobs", type=int, default=DEFAULT_JOBS, metavar="N", help="downloads at a time")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per request")
+    parser.add_argument("-j", "--jobs", type=positive(int), default=DEFAULT_JOBS, metavar="N", help="downloads at a time")
+    parser.add_argument("--timeout", type=positive(), default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per request")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -291,9 +285,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return 2
     if args.projects and not args.from_index:
         err.write(f"{prog}: error: --project needs --from-index\n")
-        return 2
-    if args.jobs < 1 or not args.timeout > 0:
-        err.write(f"{prog}: error: --jobs and --timeout must be positive\n")
         return 2
     if args.index_ca is not None and not args.index_ca.is_file():
         err.write(f"{prog}: error: --index-ca: cannot read {str(args.index_ca)!r}\n")
