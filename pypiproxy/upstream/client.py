@@ -15,6 +15,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import client as webclient
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
@@ -240,7 +241,9 @@ class UpstreamClient:
                 raise self._cancelled(url, started, timer) from None
             self._log_fetch(url, "error", 0, started)
             raise UpstreamError(f"{redact(url)}: {_describe(e)}") from None
-        except Exception as e:
+        except (ierror.ConnectError, ierror.DNSLookupError, SchemeNotSupported, OSError, ValueError) as e:
+            # Refused, unresolvable, an unsupported scheme, a URL that cannot be sent (ValueError):
+            # the upstream's trouble. Anything else is a bug of ours and goes up with its traceback.
             self._log_fetch(url, "error", 0, started)
             raise UpstreamError(f"{redact(url)}: {_describe(e)}") from None
         finally:
