@@ -23,25 +23,21 @@ from twisted.internet import utils
 
 from pypiproxy.commands.main import build_parser
 from pypiproxy.simple import FileEntry, ProjectPage
-from pypiproxy.commands.warm.warmer import (
-    Report,
-    RequirementsError,
+from pypiproxy.commands.warm.choose import (
     Selection,
-    Target,
-    compatible_platforms,
     dependencies,
-    execute,
     is_pinned,
-    logical_lines,
     metadata_from_wheel,
-    parse_requirements,
     plan_metadata,
     read_requires_dist,
     select,
-    summary_lines,
     top_level_needs,
     why_nothing_fits,
 )
+from pypiproxy.commands.warm.command import execute
+from pypiproxy.commands.warm.reqfile import RequirementsError, logical_lines, parse_requirements
+from pypiproxy.commands.warm.report import Report, summary_lines
+from pypiproxy.commands.warm.targets import Target, compatible_platforms
 
 REPO = Path(__file__).resolve().parent.parent
 
