@@ -34,6 +34,8 @@ T = TypeVar("T")
 
 @dataclass(eq=False)
 class _Release:
+    """A chosen version, how its dependencies are to be read, and what is known of them."""
+
     selection: Selection
     plan: tuple[str, FileEntry] | None
     extras: set[str] = field(default_factory=set)
