@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from ...config import UpstreamIndex, parse_number, parse_upstream
+from ..arguments import index_url, positive
 from ..reactor import run_command
 from .choose import constraint_specifiers, top_level_needs
 from .client import IndexClient, WarmError
@@ -59,30 +58,10 @@ exit status
 """
 
 
-def _index_url(value: str) -> UpstreamIndex:
-    try:
-        return parse_upstream(value, "--index")
-    except ValueError as e:
-        # argparse names the option already ("argument --index: ..."): say it once.
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--index ")) from None
-
-
 def _python_version(value: str) -> str:
     if not re.fullmatch(r"3\.\d+(\.\d+)?", value.strip()):
         raise argparse.ArgumentTypeError(f"expected a version like 3.12, not {value!r}")
     return value.strip()
-
-
-def _positive(option: str, kind: type) -> Callable[[str], Any]:
-    """An argparse type: the server's check of number options (finite, above zero)."""
-
-    def parse(value: str) -> Any:
-        try:
-            return parse_number(value, option, kind=kind)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{option}: ")) from None
-
-    return parse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +90,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index",
         required=True,
-        type=_index_url,
+        type=index_url("--index"),
         metavar="URL",
         help="the Simple API root to warm, e.g. http://host:3141/simple/; "
         "http://user:pass@host/simple/ for basic auth",
@@ -147,14 +126,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-j",
         "--jobs",
-        type=_positive("--jobs", int),
+        type=positive(int),
         default=DEFAULT_JOBS,
         metavar="N",
         help=f"requests at a time [default: {DEFAULT_JOBS}]",
     )
     parser.add_argument(
         "--timeout",
-        type=_positive("--timeout", float),
+        type=positive(float),
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help="per request: to connect, to answer, and between bytes "
