@@ -55,12 +55,16 @@ class ProxyService(service.MultiService):
         return d
 
 
-def build_site(config: Config, reactor) -> tuple[Site, FileStore, UpstreamClient | None, LRUBudget | None]:
+def build_site(
+    config: Config, reactor, upstream_agent=None
+) -> tuple[Site, FileStore, UpstreamClient | None, LRUBudget | None]:
     """Wire the components together; tests call this to get a site without listening."""
     stats = Stats()
     client = None
     if config.upstreams and not config.offline:
-        client = UpstreamClient(reactor, config.upstreams, config.upstream_timeout, config.upstream_ca)
+        client = UpstreamClient(
+            reactor, config.upstreams, config.upstream_timeout, config.upstream_ca, agent=upstream_agent
+        )
     cache_dir = config.cache_dir
     store = FileStore(cache_dir)
     # The private tier answers first: a private name never shows the upstream's files.

@@ -163,6 +163,7 @@ class UpstreamClient:
         upstreams: Sequence[UpstreamIndex],
         timeout: float,
         ca_file: Path | None = None,
+        agent: webclient.IAgent | None = None,
     ) -> None:
         self._reactor = reactor
         self._timeout = timeout
@@ -174,9 +175,10 @@ class UpstreamClient:
         self._pool.retryAutomatically = True
         trust = _trust_root(ca_file) if ca_file else None
         policy = webclient.BrowserLikePolicyForHTTPS(trustRoot=trust)
-        agent = webclient.Agent.usingEndpointFactory(
-            reactor, _Endpoints(reactor, policy, timeout), pool=self._pool
-        )
+        if agent is None:  # given: tests drive the upstream in memory
+            agent = webclient.Agent.usingEndpointFactory(
+                reactor, _Endpoints(reactor, policy, timeout), pool=self._pool
+            )
         # Pages through treq, which asks for gzip and decodes it; files as they are.
         self._http = treq.client.HTTPClient(agent)
         self._as_is = webclient.BrowserLikeRedirectAgent(agent)
