@@ -23,8 +23,9 @@ import treq
 from twisted.internet import defer, threads
 from twisted.web.client import ResponseFailed
 
-from conftest import clean_client_env
-from fakeindex import JSON_V1, TEXT_HTML, FakeIndex, build_sdist, build_wheel, negotiate
+from support.builders import build_sdist, build_wheel
+from support.clients import clean_client_env
+from support.fakeindex import JSON_V1, TEXT_HTML, FakeIndex, negotiate
 
 PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"

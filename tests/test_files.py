@@ -4,47 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from urllib.parse import urljoin
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import deferLater
-from twisted.web.client import ResponseFailed, ResponseNeverReceived
+from twisted.web.client import ResponseNeverReceived
+
+from support.cache import cached_files, file_path, temporaries
+from support.clients import header, timed_get
+from support.waiting import wait_until
 
 JSON = "application/vnd.pypi.simple.v1+json"
-
-
-def header(response, name: str) -> str | None:
-    values = response.headers.getRawHeaders(name)
-    return values[0] if values else None
-
-
-async def file_path(proxy, project: str, filename: str) -> str:
-    """The proxy's URL path for one file, read from its JSON page."""
-    _, body = await proxy.get(f"simple/{project}/", {"Accept": JSON})
-    for f in json.loads(body)["files"]:
-        if f["filename"] == filename:
-            return urljoin(f"http://p/simple/{project}/", f["url"]).removeprefix("http://p/")
-    raise KeyError(filename)
-
-
-def cached_files(proxy) -> list[str]:
-    return [p.name for p in proxy.store.files.rglob("*") if p.is_file()]
-
-
-def temporaries(proxy) -> list[str]:
-    return [p.name for p in proxy.store.tmp.rglob("*") if p.is_file()]
-
-
-async def wait_until(condition, timeout: float = 10.0) -> None:
-    """Poll a condition the reactor brings about (bounded, so a bug fails instead of hanging)."""
-    deadline = reactor.seconds() + timeout
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise AssertionError("condition not reached in time")
-        await deferLater(reactor, 0.02, lambda: None)
 
 
 @pytest_twisted.ensureDeferred
@@ -62,7 +33,7 @@ async def test_cached_file_headers(proxy, fake_index, wheels):
         assert header(response, "Content-Encoding") is None
         assert header(response, "X-Cache") == expected_cache
     assert fake_index.count(f"/files/demo/{built.filename}", "GET") == 1
-    assert cached_files(proxy) == [built.sha256]
+    assert list(cached_files(proxy.cache_dir)) == [built.sha256]
 
 
 @pytest_twisted.ensureDeferred
@@ -117,7 +88,7 @@ async def test_cold_range_does_not_wait_for_the_whole_download(proxy, fake_index
     # Meanwhile the whole file is being cached for the download that follows.
     response, body = await proxy.get(path)
     assert body == built.data
-    assert [p.name for p in proxy.store.files.rglob("*") if p.is_file()] == [built.sha256]
+    assert list(cached_files(proxy.cache_dir)) == [built.sha256]
 
 
 @pytest_twisted.ensureDeferred
@@ -144,39 +115,6 @@ async def test_ten_concurrent_cold_requests_share_one_download(proxy, fake_index
     assert all(body == built.data for _, body in results)
     assert fake_index.count(f"/files/demo/{built.filename}", "GET") == 1
     assert proxy.stats["download_joins"] == 9
-
-
-class FirstByteTimer(Protocol):
-    """Notes when the first and the last byte of a body arrive."""
-
-    def __init__(self) -> None:
-        self.first: float | None = None
-        self.received = 0
-        self.done: defer.Deferred[float] = defer.Deferred()
-        self.failed: Exception | None = None
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.first is None:
-            self.first = reactor.seconds()
-        self.received += len(data)
-
-    def connectionLost(self, reason) -> None:
-        if not reason.check(ResponseFailed):
-            pass
-        else:
-            self.failed = reason.value
-        self.done.callback(reactor.seconds())
-
-
-async def timed_get(proxy, path: str) -> tuple[object, FirstByteTimer, float]:
-    from twisted.web.http_headers import Headers
-
-    started = reactor.seconds()
-    response = await proxy.http.request(b"GET", (proxy.root_url + path).encode(), Headers())
-    timer = FirstByteTimer()
-    response.deliverBody(timer)
-    await timer.done
-    return response, timer, started
 
 
 @pytest_twisted.ensureDeferred
@@ -212,8 +150,8 @@ async def test_broken_download_aborts_every_client_and_caches_nothing(proxy, fak
         if response.code == 200:
             assert timer.failed is not None, "a broken download must not end as a clean response"
             assert timer.received < built.size
-    assert cached_files(proxy) == []
-    assert temporaries(proxy) == []
+    assert cached_files(proxy.cache_dir) == {}
+    assert temporaries(proxy.cache_dir) == []
     if behaviour == "wrong-hash":
         assert proxy.stats["hash_mismatches"] >= 1  # a late client may have tried anew
     # The next request tries again (and, with the upstream mended, succeeds).
@@ -235,7 +173,7 @@ async def test_upstream_file_error_is_502_and_hang_is_cut_off(make_proxy, fake_i
     response, timer, _ = await timed_get(proxy, await file_path(proxy, "hanging", hanging.filename))
     assert timer.failed is not None
     assert reactor.seconds() - started < 4
-    assert cached_files(proxy) == [] and temporaries(proxy) == []
+    assert cached_files(proxy.cache_dir) == {} and temporaries(proxy.cache_dir) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -253,7 +191,7 @@ async def test_client_that_leaves_does_not_cancel_the_download(proxy, fake_index
 
     response = await proxy.http.request(b"GET", (proxy.root_url + path).encode(), Headers())
     response.deliverBody(Leaver())
-    await wait_until(lambda: cached_files(proxy) == [built.sha256])
+    await wait_until(lambda: list(cached_files(proxy.cache_dir)) == [built.sha256])
     assert proxy.store.path(built.sha256).read_bytes() == built.data
 
 

@@ -12,13 +12,12 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from support.cache import file_path
+from support.clients import header, run_client
+from support.fakeindex import FakeIndex
+
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "text/html"
-
-
-def header(response, name: str) -> str | None:
-    values = response.headers.getRawHeaders(name)
-    return values[0] if values else None
 
 
 def file_urls(body: bytes, page: str = "simple/demo/") -> list[str]:
@@ -263,8 +262,6 @@ async def test_a_cancelled_upstream_request_is_a_cancel_not_a_timeout(fake_index
 
 @pytest_twisted.ensureDeferred
 async def test_first_upstream_that_has_the_project_wins(make_proxy, fake_index, wheels):
-    from fakeindex import FakeIndex
-
     second = FakeIndex()
     await second.start(reactor)
     try:
@@ -326,8 +323,6 @@ async def test_junk_paths_are_clean_4xx(proxy):
 
 @pytest_twisted.ensureDeferred
 async def test_offline_serves_what_is_cached_and_asks_nobody(make_proxy, fake_index, wheels, tmp_path):
-    from test_files import file_path
-
     cached, uncached = wheels.wheel("demo", "1.0"), wheels.wheel("demo", "2.0")
     fake_index.add("demo", cached)
     fake_index.add("demo", uncached)
@@ -397,8 +392,6 @@ def _old_pip() -> str | None:
 @pytest_twisted.ensureDeferred
 async def test_an_old_pip_reads_our_json_pages_with_core_metadata(proxy, fake_index, wheels, tmp_path):
     from twisted.internet import threads
-
-    from conftest import run_client
 
     fake_index.add("app", wheels.wheel("app", "1.0", requires_dist=["dep>=1"]))
     fake_index.add("dep", wheels.wheel("dep", "1.0"))
