@@ -18,6 +18,7 @@ from support.builders import WheelCache  # noqa: E402
 from support.clients import clean_client_env  # noqa: E402
 from support.fakeindex import FakeIndex  # noqa: E402
 from support.inprocess import LoopbackProxy, start_proxy  # noqa: E402
+from support.memory import MemoryNetwork, MemoryProxy  # noqa: E402
 from support.processes import Twistd  # noqa: E402
 
 
@@ -86,3 +87,27 @@ def twistd(tmp_path):
     for process in started:
         process.stop()
 
+
+# --------------------------------------------------------------------------- in memory
+
+
+@pytest_twisted.async_yield_fixture()
+async def memory(tmp_path) -> AsyncIterator[MemoryNetwork]:
+    """An in-memory network: ``memory.index(**options)``, ``memory.proxy(index.url, **config)``."""
+    network = MemoryNetwork(tmp_path)
+    try:
+        yield network
+    finally:
+        await network.close()
+
+
+@pytest.fixture
+def memory_index(memory) -> FakeIndex:
+    """An empty FakeIndex served in memory (no socket)."""
+    return memory.index()
+
+
+@pytest.fixture
+def memory_proxy(memory, memory_index) -> MemoryProxy:
+    """A proxy in memory whose one upstream is the in-memory fake index."""
+    return memory.proxy(memory_index.url)
