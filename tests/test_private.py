@@ -11,7 +11,6 @@ from urllib.parse import urljoin
 
 import pytest
 import pytest_twisted
-import treq
 from twisted.internet import threads
 
 from support.builders import Built, build_sdist, build_wheel
@@ -140,8 +139,8 @@ def test_a_file_a_crash_left_without_sidecar_is_invisible_until_repaired(tmp_pat
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_upload_is_listed_with_hash_requires_python_and_metadata_and_served(make_proxy):
-    proxy = await make_proxy(allow_anonymous_upload=True)
+async def test_an_upload_is_listed_with_hash_requires_python_and_metadata_and_served(memory):
+    proxy = memory.proxy(allow_anonymous_upload=True)
     built = build_wheel("Private-Thing", "1.0", requires_python=">=3.8")
     response, body = await upload(proxy, built)
     assert response.code == 200, body
@@ -177,8 +176,8 @@ async def test_an_upload_is_listed_with_hash_requires_python_and_metadata_and_se
 
 
 @pytest_twisted.ensureDeferred
-async def test_bad_uploads_get_a_400_or_409_with_a_reason_and_leave_nothing(make_proxy):
-    proxy = await make_proxy(allow_anonymous_upload=True)
+async def test_bad_uploads_get_a_400_or_409_with_a_reason_and_leave_nothing(memory):
+    proxy = memory.proxy(allow_anonymous_upload=True)
     built = build_wheel("thing", "1.0")
     cases = [
         ({"sha256_digest": "0" * 64}, "sha256 digest mismatch"),
@@ -194,7 +193,7 @@ async def test_bad_uploads_get_a_400_or_409_with_a_reason_and_leave_nothing(make
         assert response.code == 400, (fields, body)
         assert reason in response.phrase.decode(), fields  # twine prints the status line
         assert reason in body
-    response = await treq.post(proxy.root_url + "legacy/", data=b"x=1", persistent=False)
+    response = await proxy.treq.post(proxy.root_url + "legacy/", data=b"x=1")
     assert response.code == 400
     assert b"multipart/form-data" in response.phrase
     await response.content()
@@ -211,11 +210,11 @@ async def test_bad_uploads_get_a_400_or_409_with_a_reason_and_leave_nothing(make
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_private_name_shadows_the_upstream_one(make_proxy, fake_index):
+async def test_a_private_name_shadows_the_upstream_one(memory, memory_index):
     public = build_wheel("shadowed", "9.0")
-    fake_index.add("shadowed", public)
-    fake_index.add("elsewhere", build_wheel("elsewhere", "1.0"))
-    proxy = await make_proxy(fake_index.url, allow_anonymous_upload=True)
+    memory_index.add("shadowed", public)
+    memory_index.add("elsewhere", build_wheel("elsewhere", "1.0"))
+    proxy = memory.proxy(memory_index.url, allow_anonymous_upload=True)
     response, body = await proxy.get("/simple/shadowed/", JSON)
     assert [f["filename"] for f in json.loads(body)["files"]] == [public.filename]
 
@@ -228,7 +227,7 @@ async def test_a_private_name_shadows_the_upstream_one(make_proxy, fake_index):
         assert public.filename.encode() not in body
     response, _ = await proxy.get(f"/files/shadowed/{public.sha256}/{public.filename}")
     assert response.code == 404
-    assert fake_index.count(public.filename) == 0
+    assert memory_index.count(public.filename) == 0
     _, names = await proxy.get("/simple/", JSON)
     listed = [p["name"] for p in json.loads(names)["projects"]]
     assert sorted(listed) == ["elsewhere", "shadowed"]
