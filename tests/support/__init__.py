@@ -1,1 +1,1 @@
-"""What the tests are built from: the fake index, packages, processes, clients, one wait, the cache."""
+"""What the tests are built from: fake index, packages, processes, clients, one wait, cache, memory."""

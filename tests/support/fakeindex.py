@@ -1,11 +1,9 @@
-"""The fake upstream Simple API index, misbehaving on demand, on loopback or in memory.
+"""The fake upstream Simple API index, misbehaving on demand, on loopback or in memory."""
 
-Why: the proxy must be tested against an upstream that behaves like the public
-index (PEP 503 HTML, PEP 691 JSON, PEP 658/714 metadata, PEP 700 fields) and
-that can also misbehave on demand (slow, dying, hanging, lying about hashes),
-without any network.  It listens on 127.0.0.1 only, or serves an in-memory
-agent (see memory.py) without any socket.
-"""
+# Why: the proxy must be tested against an upstream that behaves like the public index
+# (PEP 503 HTML, PEP 691 JSON, PEP 658/714 metadata, PEP 700 fields) and that can also
+# misbehave on demand (slow, dying, hanging, lying about hashes), without any network.
+# It listens on 127.0.0.1 only, or answers an in-memory agent (memory.py), no socket at all.
 
 from __future__ import annotations
 

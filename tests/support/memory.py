@@ -1,10 +1,4 @@
-"""The proxy's site and its fake upstreams wired together in memory with treq.testing: no sockets.
-
-Requests travel over treq.testing's in-memory connections (``RequestTraversalAgent``), from
-the test to the proxy's own Site and from the proxy's upstream client to the fake indexes.
-Those connections move bytes only when flushed, so the network flushes them on every tick
-of the real reactor, which also runs the proxy's timers and its disk threads.
-"""
+"""The proxy's site and its fake upstreams wired together in memory with treq.testing: no sockets."""
 
 from __future__ import annotations
 
@@ -57,7 +51,7 @@ class _SiteAgent(RequestTraversalAgent):
 
     def __init__(self, site: Site) -> None:
         super().__init__(site.resource)
-        self._serverFactory = site
+        self._serverFactory = site  # the one attribute of treq.testing's we set
 
 
 class MemoryProxy(InProcessProxy):
@@ -72,7 +66,8 @@ class MemoryProxy(InProcessProxy):
     async def get(self, path: str, headers: dict[str, str] | None = None, method: str = "GET"):
         from twisted.internet import reactor
 
-        return await defer.ensureDeferred(super().get(path, headers, method)).addTimeout(ANSWER_TIMEOUT, reactor)
+        answer = defer.ensureDeferred(super().get(path, headers, method))
+        return await answer.addTimeout(ANSWER_TIMEOUT, reactor)
 
     async def close(self) -> None:
         self.site.doStop()
@@ -81,7 +76,13 @@ class MemoryProxy(InProcessProxy):
 
 
 class MemoryNetwork:
-    """Fake indexes and proxies that talk to each other in memory."""
+    """Fake indexes and proxies that talk to each other in memory.
+
+    Requests travel over treq.testing's in-memory connections (``RequestTraversalAgent``):
+    from the test to a proxy's own Site, and from the proxies' upstream client to the fake
+    indexes. Those connections move bytes only when flushed, so the network flushes them on
+    every tick of the real reactor, which also runs the proxies' timers and disk threads.
+    """
 
     def __init__(self, directory: Path) -> None:
         from twisted.internet import reactor
@@ -94,7 +95,7 @@ class MemoryNetwork:
         self._upstream_agent = RequestTraversalAgent(self._upstreams)
         self.indexes: list[FakeIndex] = []
         self.proxies: list[MemoryProxy] = []
-        self.failures: list[Failure] = []
+        self._broken: Failure | None = None
         self._wire = LoopingCall(self._flush)
         self._wire.clock = reactor
         self._wire.start(TICK, now=False)
@@ -119,20 +120,22 @@ class MemoryNetwork:
         return proxy
 
     def _flush(self) -> None:
-        for agent in (self._upstream_agent, *(proxy.http for proxy in self.proxies)):
-            try:
+        try:
+            for agent in (self._upstream_agent, *(proxy.http for proxy in self.proxies)):
                 agent.flush()
-            except Exception:
-                # Logged and kept: the test fails at the network's close, not by hanging.
-                self.failures.append(Failure())
-                log.failure("flushing an in-memory connection failed", self.failures[-1])
+        except Exception:
+            # The wire stops; requests in flight time out and close() raises this.
+            self._broken = Failure()
+            log.failure("flushing an in-memory connection failed", self._broken)
+            self._wire.stop()
 
     async def close(self) -> None:
-        """Stop the proxies and the indexes; raise what went wrong on the wire, if anything."""
+        """Stop the proxies and the indexes; raise what broke the wire, if anything."""
         for proxy in self.proxies:
             await proxy.close()
         for index in self.indexes:
             await index.stop()
-        self._wire.stop()
-        if self.failures:
-            self.failures[0].raiseException()
+        if self._wire.running:
+            self._wire.stop()
+        if self._broken is not None:
+            self._broken.raiseException()

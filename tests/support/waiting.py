@@ -11,7 +11,8 @@ Describe = str | Callable[[], str]
 
 
 async def wait_until(
-    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: Describe = "the condition"
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,
+    what: Describe = "the condition",
 ) -> None:
     """Let the reactor run until ``predicate()`` is true; bounded, so a bug fails instead of
     hanging. ``what`` (or what it returns, asked only then) names the wait in the failure."""
@@ -26,7 +27,8 @@ async def wait_until(
 
 
 def block_until(
-    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: Describe = "the condition"
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,
+    what: Describe = "the condition",
 ) -> None:
     """wait_until's twin for code that must not use the reactor: a thread, or a test with no
     reactor running (waiting for a subprocess to come up)."""
