@@ -48,7 +48,7 @@ def test_conftest_holds_fixtures_only():
 
 
 @pytest.mark.parametrize("path", [SUPPORT / "__init__.py", *SUPPORT_MODULES], ids=lambda p: p.name)
-def test_each_support_module_says_its_job_in_its_first_line(path):
+def test_each_support_module_says_its_job_in_one_docstring_line(path):
     docstring = ast.get_docstring(ast.parse(path.read_text()))
     assert docstring, f"{path.name} has no docstring"
     assert len(docstring.splitlines()) == 1, f"{path.name}: one line says the job; more goes below"
