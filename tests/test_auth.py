@@ -13,8 +13,8 @@ from twisted.cred import credentials, error
 from twisted.internet import defer, task
 from twisted.logger import formatEvent, globalLogPublisher
 
-from fakeindex import build_wheel
-from test_private import upload
+from support.builders import build_wheel
+from support.clients import upload
 
 from pypiproxy.auth import HtpasswdChecker, HtpasswdError, load_htpasswd
 from pypiproxy.server import Options

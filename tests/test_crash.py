@@ -7,51 +7,23 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest_twisted
-from twisted.internet import reactor, threads
-from twisted.internet.task import deferLater
+from twisted.internet import threads
 
-from test_private import twine_upload, write
+from support.cache import cached_files
+from support.clients import get, multipart_form, twine_upload
+from support.waiting import wait_until
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
-
-
-def get(url: str, headers: dict[str, str] | None = None, timeout: float = 20) -> tuple[int, dict, bytes]:
-    """(status, headers, body) of a GET; an HTTP error status is an answer too."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
 
 
 def temporaries_of(cache_dir: Path, pid: int) -> Path:
     """The folder where the process ``pid`` keeps its temporary files."""
     return cache_dir / "tmp" / f"{socket.gethostname()}.{pid}"
-
-
-def cached_files(cache_dir: Path) -> dict[str, bytes]:
-    """Every file in the content-addressed store, by name (metadata sidecars left out)."""
-    return {
-        path.name: path.read_bytes()
-        for path in (cache_dir / "files").glob("*/*")
-        if not path.name.endswith(".metadata")
-    }
-
-
-async def wait_for(condition, timeout: float = 15.0, what: str = "a condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(reactor, 0.02, lambda: None)
 
 
 def partial_size(folder: Path) -> int:
@@ -86,7 +58,7 @@ async def test_a_download_cut_by_sigkill_leaves_nothing_and_is_fetched_whole_aft
 
     client = threads.deferToThread(download_until_cut)
     folder = temporaries_of(first.cache_dir, first.process.pid)
-    await wait_for(lambda: partial_size(folder) > 100_000, what="half a download on disk")
+    await wait_until(lambda: partial_size(folder) > 100_000, timeout=15, what="half a download on disk")
     await threads.deferToThread(first.kill)
     await client
     got = b"".join(received)
@@ -111,31 +83,6 @@ async def test_a_download_cut_by_sigkill_leaves_nothing_and_is_fetched_whole_aft
     assert list(temporaries_of(second.cache_dir, second.process.pid).iterdir()) == []
 
 
-def multipart_form(built, boundary: str = "pypiproxy-test-boundary") -> tuple[str, bytes]:
-    """(Content-Type, body) of an upload with the form fields twine sends."""
-    fields = {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "metadata_version": "2.1",
-        "name": built.name,
-        "version": built.version,
-        "filetype": "bdist_wheel",
-        "pyversion": "py3",
-        "sha256_digest": built.sha256,
-        "md5_digest": hashlib.md5(built.data).hexdigest(),
-    }
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{built.filename}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode() + built.data + b"\r\n"
-    )
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return f"multipart/form-data; boundary={boundary}", body
-
-
 @pytest_twisted.ensureDeferred
 async def test_an_upload_cut_by_sigkill_leaves_nothing_and_can_be_sent_again(twistd, wheels, tmp_path):
     built = wheels.wheel("corp-upload", "1.0", extra_bytes=2 * 1024 * 1024)
@@ -153,7 +100,7 @@ async def test_an_upload_cut_by_sigkill_leaves_nothing_and_can_be_sent_again(twi
     try:
         sender.sendall(headers + body[: len(body) // 2])
         folder = temporaries_of(first.cache_dir, first.process.pid)
-        await wait_for(lambda: partial_size(folder) > 500_000, what="half an upload on disk")
+        await wait_until(lambda: partial_size(folder) > 500_000, timeout=15, what="half an upload on disk")
         await threads.deferToThread(first.kill)
     finally:
         sender.close()
@@ -170,7 +117,7 @@ async def test_an_upload_cut_by_sigkill_leaves_nothing_and_can_be_sent_again(twi
     assert "corp-upload" not in {p["name"] for p in json.loads(names)["projects"]}
 
     # The same file, sent whole by twine, is accepted (no 409 for a ghost) and served whole.
-    done = await threads.deferToThread(twine_upload, second.root_url + "legacy/", "", "", write(tmp_path, built))
+    done = await threads.deferToThread(twine_upload, second.root_url + "legacy/", "", "", built.save(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     status, _, page = await threads.deferToThread(get, second.url + "corp-upload/", JSON)
     files = json.loads(page)["files"]

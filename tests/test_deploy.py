@@ -9,7 +9,6 @@ import shlex
 import shutil
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,9 +19,10 @@ import pytest_twisted
 import trustme
 from twisted.internet import threads
 
-from conftest import REPO, TWISTD, clean_client_env, free_port, pip_install, stop_process
-from fakeindex import build_wheel
-from test_private import twine_upload, write
+from support.builders import build_wheel
+from support.clients import clean_client_env, pip_install, twine_upload
+from support.processes import REPO, TWISTD, free_port, stop_process
+from support.waiting import block_until
 
 ETC = REPO / "etc"
 UNIT = ETC / "pypiproxy.service"
@@ -94,16 +94,16 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, context: ssl.SSLContext | None = None, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"exited {self.process.returncode}: {self.argv}\n{self.log()}")
             try:
                 with urllib.request.urlopen(self.root_url + "+health", timeout=2, context=context):
-                    return
+                    return True
             except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"did not come up: {self.log()}")
+                return False
+
+        block_until(answers, timeout, 0.1, what=lambda: f"the service to come up: {self.log()}")
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -210,7 +210,7 @@ async def test_the_private_index_tier_takes_uploads_and_logins_over_tls(service,
 
     private = build_wheel("corp-tool", "1.0", requires_dist=["public-dep"])
     done = await threads.deferToThread(
-        twine_upload, proxy.root_url + "legacy/", "alice", password, write(tmp_path, private), cert=ca_pem
+        twine_upload, proxy.root_url + "legacy/", "alice", password, private.save(tmp_path), cert=ca_pem
     )
     assert done.returncode == 0, done.stdout + done.stderr + proxy.log()
 

@@ -5,16 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
-from test_files import file_path
-
-
-async def settle() -> None:
-    # Budget bookkeeping follows the download's commit by a reactor turn or two.
-    for _ in range(50):
-        await deferLater(reactor, 0.02, lambda: None)
+from support.cache import cached_files, file_path
+from support.waiting import wait_until
 
 
 @pytest_twisted.ensureDeferred
@@ -26,13 +19,14 @@ async def test_least_recently_used_files_are_evicted_to_stay_under_the_limit(mak
     proxy = await make_proxy(fake_index.url, max_cache_size=limit)
     paths = [await file_path(proxy, built.name, built.filename) for built in files]
 
+    # Budget bookkeeping follows the download's commit by a reactor turn or two.
     for path in paths[:2]:
         await proxy.get(path)
-    await settle()
+    await wait_until(lambda: proxy.budget.total == files[0].size + files[1].size, what="p0 and p1 counted")
     await proxy.get(paths[0])  # p0 is now more recently used than p1
     await proxy.get(paths[2])
-    await settle()
-    cached = {p.name for p in proxy.store.files.rglob("*") if p.is_file()}
+    await wait_until(lambda: proxy.budget.total == files[0].size + files[2].size, what="p1 evicted for p2")
+    cached = set(cached_files(proxy.cache_dir))
     assert cached == {files[0].sha256, files[2].sha256}
     assert proxy.stats["evictions"] == 1
     total = sum(p.stat().st_size for p in proxy.store.files.rglob("*") if p.is_file())
@@ -51,13 +45,13 @@ async def test_the_limit_is_applied_to_what_a_restart_finds(make_proxy, fake_ind
     first = await make_proxy(fake_index.url, cache_dir=tmp_path / "shared")
     for built in files:
         await first.get(await file_path(first, built.name, built.filename))
-    await settle()
+    await wait_until(lambda: all(first.store.path(built.sha256).exists() for built in files), what="three files stored")
     # Oldest use first: q0, then q1, then q2.
     for age, built in zip((300, 200, 100), files):
         path = first.store.path(built.sha256)
         os.utime(path, (path.stat().st_atime - age, path.stat().st_mtime - age))
     second = await make_proxy(fake_index.url, cache_dir=tmp_path / "shared", max_cache_size=files[0].size + 10)
-    cached = {p.name for p in second.store.files.rglob("*") if p.is_file()}
+    cached = set(cached_files(second.cache_dir))
     assert cached == {files[2].sha256}
 
 
@@ -69,7 +63,7 @@ async def test_metadata_we_announced_is_served_after_another_process_evicted_the
     fake_index.add("gone", built, metadata=False)
     path = await file_path(proxy, "gone", built.filename)
     await proxy.get(path)
-    await settle()
+    await wait_until(proxy.store.metadata_path(built.sha256).exists, what="the wheel's METADATA extracted")
     _, page = await proxy.get("simple/gone/", {"Accept": "application/vnd.pypi.simple.v1+json"})
     assert json.loads(page)["files"][0]["core-metadata"] == {"sha256": built.metadata_sha256}
     # Another process sharing the directory evicts the wheel and its metadata.

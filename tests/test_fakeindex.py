@@ -23,8 +23,9 @@ import treq
 from twisted.internet import defer, threads
 from twisted.web.client import ResponseFailed
 
-from conftest import clean_client_env
-from fakeindex import JSON_V1, TEXT_HTML, FakeIndex, build_sdist, build_wheel, negotiate
+from support.builders import build_sdist, build_wheel
+from support.clients import clean_client_env
+from support.fakeindex import JSON_V1, TEXT_HTML, FakeIndex, negotiate
 
 PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
@@ -310,6 +311,36 @@ async def test_basic_auth() -> None:
         assert index.auth_url == f"http://user:secret@127.0.0.1:{index.port}/simple/"
     finally:
         await index.stop()
+
+
+# ------------------------------------------------------------------ in memory
+
+
+@pytest_twisted.ensureDeferred
+async def test_in_memory_the_proxy_and_its_indexes_use_no_socket(memory, wheels, monkeypatch) -> None:
+    from twisted.internet import reactor
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"an in-memory test opened a socket: {args}")
+
+    for method in ("listenTCP", "connectTCP", "listenSSL", "connectSSL", "listenUNIX", "connectUNIX"):
+        monkeypatch.setattr(reactor, method, refused)
+    index = memory.index(url_style="other-host")
+    second = memory.index()
+    built = wheels.wheel("demo", "1.0")
+    index.add("demo", built)
+    second.add("only-second", wheels.wheel("only-second", "1.0"))
+    proxy = memory.proxy(index.url, second.url)
+    response, body = await proxy.get("simple/demo/", {"Accept": JSON_V1})
+    assert response.code == 200
+    (link,) = [f["url"] for f in json.loads(body)["files"]]
+    response, body = await proxy.get(urljoin("simple/demo/", link))
+    assert (response.code, body) == (200, built.data)
+    response, _ = await proxy.get("simple/only-second/")
+    assert response.code == 200
+    # Each index saw its own requests, and the file came from the "other host" port.
+    assert [r.port for r in index.requests if r.path.endswith(built.filename)] == [index.other_port]
+    assert second.count("/simple/only-second/") == 1 and index.count("/simple/only-second/") == 1
 
 
 # ------------------------------------------------------------------ real clients

@@ -10,7 +10,9 @@ import pytest_twisted
 from twisted.web.client import ResponseNeverReceived
 
 from pypiproxy.upstream import READ_SIZE
-from test_files import cached_files, file_path, temporaries
+from support.cache import cached_files, file_path, temporaries
+from support.clients import timed_get
+from support.fakeindex import FakeIndex
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -56,8 +58,6 @@ def stalling_once(seconds: float):
 
 @pytest_twisted.ensureDeferred
 async def test_disk_full_while_caching_aborts_cleanly_and_the_server_keeps_serving(proxy, fake_index, wheels, monkeypatch):
-    from test_files import timed_get
-
     big = wheels.wheel("big", "1.0", extra_bytes=600_000)
     small = wheels.wheel("small", "1.0")
     fake_index.add("big", big)
@@ -77,7 +77,7 @@ async def test_disk_full_while_caching_aborts_cleanly_and_the_server_keeps_servi
             assert timer.received < len(big.data)
         else:
             assert response.code == 502
-    assert cached_files(proxy) == [] and temporaries(proxy) == []
+    assert cached_files(proxy.cache_dir) == {} and temporaries(proxy.cache_dir) == []
 
     monkeypatch.undo()
     response, body = await proxy.get(await file_path(proxy, "small", small.filename))
@@ -111,7 +111,7 @@ async def test_a_stalled_disk_pauses_the_upstream_without_timing_it_out(make_pro
     assert proxy.stats["upstream_pauses"] >= 1
     # Memory stays bounded: reading stops near the limit (a read under way still lands).
     assert max(backlogs) <= files.MAX_BACKLOG + 2 * READ_SIZE
-    assert cached_files(proxy) and temporaries(proxy) == []
+    assert cached_files(proxy.cache_dir) and temporaries(proxy.cache_dir) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -128,8 +128,6 @@ async def test_disk_full_while_storing_a_page_still_answers(proxy, fake_index, w
 @pytest_twisted.ensureDeferred
 async def test_upstream_redirect_is_followed_and_credentials_stay_on_their_host(make_proxy, wheels):
     from twisted.internet import reactor
-
-    from fakeindex import FakeIndex
 
     index = FakeIndex(require_auth=("reader", "hunter2"))
     await index.start(reactor)

@@ -4,56 +4,27 @@ from __future__ import annotations
 
 import json
 import os
-from urllib.parse import urljoin
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import deferLater
-from twisted.web.client import ResponseFailed, ResponseNeverReceived
+from twisted.web.client import ResponseNeverReceived
+
+from support.cache import cached_files, file_path, temporaries
+from support.clients import header, timed_get
+from support.waiting import wait_until
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
-def header(response, name: str) -> str | None:
-    values = response.headers.getRawHeaders(name)
-    return values[0] if values else None
-
-
-async def file_path(proxy, project: str, filename: str) -> str:
-    """The proxy's URL path for one file, read from its JSON page."""
-    _, body = await proxy.get(f"simple/{project}/", {"Accept": JSON})
-    for f in json.loads(body)["files"]:
-        if f["filename"] == filename:
-            return urljoin(f"http://p/simple/{project}/", f["url"]).removeprefix("http://p/")
-    raise KeyError(filename)
-
-
-def cached_files(proxy) -> list[str]:
-    return [p.name for p in proxy.store.files.rglob("*") if p.is_file()]
-
-
-def temporaries(proxy) -> list[str]:
-    return [p.name for p in proxy.store.tmp.rglob("*") if p.is_file()]
-
-
-async def wait_until(condition, timeout: float = 10.0) -> None:
-    """Poll a condition the reactor brings about (bounded, so a bug fails instead of hanging)."""
-    deadline = reactor.seconds() + timeout
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise AssertionError("condition not reached in time")
-        await deferLater(reactor, 0.02, lambda: None)
-
-
 @pytest_twisted.ensureDeferred
-async def test_cached_file_headers(proxy, fake_index, wheels):
+async def test_cached_file_headers(memory_proxy, memory_index, wheels):
     built = wheels.wheel("demo", "1.0")
-    fake_index.add("demo", built)
-    path = await file_path(proxy, "demo", built.filename)
+    memory_index.add("demo", built)
+    path = await file_path(memory_proxy, "demo", built.filename)
     for expected_cache in ("MISS", "HIT"):
-        response, body = await proxy.get(path, {"Accept-Encoding": "gzip"})
+        response, body = await memory_proxy.get(path, {"Accept-Encoding": "gzip"})
         assert response.code == 200
         assert body == built.data
         assert response.length == built.size  # Content-Length, as the client parsed it
@@ -61,45 +32,45 @@ async def test_cached_file_headers(proxy, fake_index, wheels):
         assert header(response, "Cache-Control") == "max-age=31536000, immutable"
         assert header(response, "Content-Encoding") is None
         assert header(response, "X-Cache") == expected_cache
-    assert fake_index.count(f"/files/demo/{built.filename}", "GET") == 1
-    assert cached_files(proxy) == [built.sha256]
+    assert memory_index.count(f"/files/demo/{built.filename}", "GET") == 1
+    assert list(cached_files(memory_proxy.cache_dir)) == [built.sha256]
 
 
 @pytest_twisted.ensureDeferred
-async def test_sdist_is_never_content_encoded(proxy, fake_index, wheels):
+async def test_sdist_is_never_content_encoded(memory_proxy, memory_index, wheels):
     built = wheels.sdist("demo", "1.0")
-    fake_index.add("demo", built)
-    path = await file_path(proxy, "demo", built.filename)
+    memory_index.add("demo", built)
+    path = await file_path(memory_proxy, "demo", built.filename)
     for _ in range(2):
-        response, body = await proxy.get(path, {"Accept-Encoding": "gzip"})
+        response, body = await memory_proxy.get(path, {"Accept-Encoding": "gzip"})
         assert header(response, "Content-Encoding") is None
         assert body == built.data
 
 
 @pytest.mark.parametrize("warm", [False, True])
 @pytest_twisted.ensureDeferred
-async def test_ranges_and_if_range(proxy, fake_index, wheels, warm):
+async def test_ranges_and_if_range(memory_proxy, memory_index, wheels, warm):
     built = wheels.wheel("demo", "1.0", extra_bytes=100_000)
-    fake_index.add("demo", built)
-    path = await file_path(proxy, "demo", built.filename)
+    memory_index.add("demo", built)
+    path = await file_path(memory_proxy, "demo", built.filename)
     if warm:
-        await proxy.get(path)
+        await memory_proxy.get(path)
     etag = f'"{built.sha256}"'
-    response, body = await proxy.get(path, {"Range": "bytes=10-19"})
+    response, body = await memory_proxy.get(path, {"Range": "bytes=10-19"})
     assert response.code == 206
     assert body == built.data[10:20]
     assert header(response, "Content-Range") == f"bytes 10-19/{built.size}"
-    response, body = await proxy.get(path, {"Range": "bytes=-100", "If-Range": etag})
+    response, body = await memory_proxy.get(path, {"Range": "bytes=-100", "If-Range": etag})
     assert response.code == 206 and body == built.data[-100:]
-    response, body = await proxy.get(path, {"Range": "bytes=50000-"})
+    response, body = await memory_proxy.get(path, {"Range": "bytes=50000-"})
     assert response.code == 206 and body == built.data[50000:]
     # A changed validator means the client's partial copy is not ours: the whole file.
-    response, body = await proxy.get(path, {"Range": "bytes=10-19", "If-Range": '"other"'})
+    response, body = await memory_proxy.get(path, {"Range": "bytes=10-19", "If-Range": '"other"'})
     assert response.code == 200 and body == built.data
-    response, _ = await proxy.get(path, {"Range": f"bytes={built.size + 10}-"})
+    response, _ = await memory_proxy.get(path, {"Range": f"bytes={built.size + 10}-"})
     assert response.code == 416
     assert header(response, "Content-Range") == f"bytes */{built.size}"
-    whole = [r for r in fake_index.requests if r.path.endswith(built.filename) and "range" not in r.headers]
+    whole = [r for r in memory_index.requests if r.path.endswith(built.filename) and "range" not in r.headers]
     assert len(whole) == 1
 
 
@@ -117,18 +88,18 @@ async def test_cold_range_does_not_wait_for_the_whole_download(proxy, fake_index
     # Meanwhile the whole file is being cached for the download that follows.
     response, body = await proxy.get(path)
     assert body == built.data
-    assert [p.name for p in proxy.store.files.rglob("*") if p.is_file()] == [built.sha256]
+    assert list(cached_files(proxy.cache_dir)) == [built.sha256]
 
 
 @pytest_twisted.ensureDeferred
-async def test_cold_head_is_answered_from_the_index_without_a_download(proxy, fake_index, wheels):
+async def test_cold_head_is_answered_from_the_index_without_a_download(memory_proxy, memory_index, wheels):
     built = wheels.wheel("demo", "1.0")
-    fake_index.add("demo", built)
-    path = await file_path(proxy, "demo", built.filename)
-    response, body = await proxy.get(path, method="HEAD")
+    memory_index.add("demo", built)
+    path = await file_path(memory_proxy, "demo", built.filename)
+    response, body = await memory_proxy.get(path, method="HEAD")
     assert response.code == 200 and body == b""
     assert header(response, "Accept-Ranges") == "bytes"
-    assert fake_index.count("/files/", "GET") == 0
+    assert memory_index.count("/files/", "GET") == 0
 
 
 @pytest_twisted.ensureDeferred
@@ -144,39 +115,6 @@ async def test_ten_concurrent_cold_requests_share_one_download(proxy, fake_index
     assert all(body == built.data for _, body in results)
     assert fake_index.count(f"/files/demo/{built.filename}", "GET") == 1
     assert proxy.stats["download_joins"] == 9
-
-
-class FirstByteTimer(Protocol):
-    """Notes when the first and the last byte of a body arrive."""
-
-    def __init__(self) -> None:
-        self.first: float | None = None
-        self.received = 0
-        self.done: defer.Deferred[float] = defer.Deferred()
-        self.failed: Exception | None = None
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.first is None:
-            self.first = reactor.seconds()
-        self.received += len(data)
-
-    def connectionLost(self, reason) -> None:
-        if not reason.check(ResponseFailed):
-            pass
-        else:
-            self.failed = reason.value
-        self.done.callback(reactor.seconds())
-
-
-async def timed_get(proxy, path: str) -> tuple[object, FirstByteTimer, float]:
-    from twisted.web.http_headers import Headers
-
-    started = reactor.seconds()
-    response = await proxy.http.request(b"GET", (proxy.root_url + path).encode(), Headers())
-    timer = FirstByteTimer()
-    response.deliverBody(timer)
-    await timer.done
-    return response, timer, started
 
 
 @pytest_twisted.ensureDeferred
@@ -212,8 +150,8 @@ async def test_broken_download_aborts_every_client_and_caches_nothing(proxy, fak
         if response.code == 200:
             assert timer.failed is not None, "a broken download must not end as a clean response"
             assert timer.received < built.size
-    assert cached_files(proxy) == []
-    assert temporaries(proxy) == []
+    assert cached_files(proxy.cache_dir) == {}
+    assert temporaries(proxy.cache_dir) == []
     if behaviour == "wrong-hash":
         assert proxy.stats["hash_mismatches"] >= 1  # a late client may have tried anew
     # The next request tries again (and, with the upstream mended, succeeds).
@@ -235,7 +173,7 @@ async def test_upstream_file_error_is_502_and_hang_is_cut_off(make_proxy, fake_i
     response, timer, _ = await timed_get(proxy, await file_path(proxy, "hanging", hanging.filename))
     assert timer.failed is not None
     assert reactor.seconds() - started < 4
-    assert cached_files(proxy) == [] and temporaries(proxy) == []
+    assert cached_files(proxy.cache_dir) == {} and temporaries(proxy.cache_dir) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -253,34 +191,34 @@ async def test_client_that_leaves_does_not_cancel_the_download(proxy, fake_index
 
     response = await proxy.http.request(b"GET", (proxy.root_url + path).encode(), Headers())
     response.deliverBody(Leaver())
-    await wait_until(lambda: cached_files(proxy) == [built.sha256])
+    await wait_until(lambda: list(cached_files(proxy.cache_dir)) == [built.sha256])
     assert proxy.store.path(built.sha256).read_bytes() == built.data
 
 
 @pytest_twisted.ensureDeferred
-async def test_metadata_is_cached_and_404_where_the_index_has_none(proxy, fake_index, wheels):
+async def test_metadata_is_cached_and_404_where_the_index_has_none(memory_proxy, memory_index, wheels):
     with_meta = wheels.wheel("demo", "1.0", requires_dist=["dep>=1"])
     without = wheels.wheel("demo", "2.0")
-    fake_index.add("demo", with_meta)
-    fake_index.add("demo", without, metadata=False)
-    path = await file_path(proxy, "demo", with_meta.filename)
+    memory_index.add("demo", with_meta)
+    memory_index.add("demo", without, metadata=False)
+    path = await file_path(memory_proxy, "demo", with_meta.filename)
     for _ in range(2):
-        response, body = await proxy.get(path + ".metadata")
+        response, body = await memory_proxy.get(path + ".metadata")
         assert response.code == 200 and body == with_meta.metadata
-    assert fake_index.count(".metadata") == 1
-    response, _ = await proxy.get(await file_path(proxy, "demo", without.filename) + ".metadata")
+    assert memory_index.count(".metadata") == 1
+    response, _ = await memory_proxy.get(await file_path(memory_proxy, "demo", without.filename) + ".metadata")
     assert response.code == 404
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_key_or_filename_is_404(proxy, fake_index, wheels):
+async def test_unknown_key_or_filename_is_404(memory_proxy, memory_index, wheels):
     built = wheels.wheel("demo", "1.0")
-    fake_index.add("demo", built)
-    path = await file_path(proxy, "demo", built.filename)
+    memory_index.add("demo", built)
+    path = await file_path(memory_proxy, "demo", built.filename)
     wrong_key = path.replace(built.sha256, "0" * 64)
-    response, _ = await proxy.get(wrong_key)
+    response, _ = await memory_proxy.get(wrong_key)
     assert response.code == 404
-    response, _ = await proxy.get(path.replace(built.filename, "demo-9.0-py3-none-any.whl"))
+    response, _ = await memory_proxy.get(path.replace(built.filename, "demo-9.0-py3-none-any.whl"))
     assert response.code == 404
 
 
@@ -298,25 +236,25 @@ async def test_crash_leftovers_are_removed_at_start(make_proxy, fake_index, tmp_
 
 
 @pytest_twisted.ensureDeferred
-async def test_cached_wheels_announce_their_metadata_where_the_upstream_had_none(proxy, fake_index, wheels):
+async def test_cached_wheels_announce_their_metadata_where_the_upstream_had_none(memory_proxy, memory_index, wheels):
     built = wheels.wheel("demo", "1.0", requires_dist=["dep>=2"])
-    fake_index.add("demo", built, metadata=False)
-    path = await file_path(proxy, "demo", built.filename)
-    _, page = await proxy.get("simple/demo/", {"Accept": JSON})
+    memory_index.add("demo", built, metadata=False)
+    path = await file_path(memory_proxy, "demo", built.filename)
+    _, page = await memory_proxy.get("simple/demo/", {"Accept": JSON})
     assert "core-metadata" not in json.loads(page)["files"][0]
-    response, _ = await proxy.get(path + ".metadata")
+    response, _ = await memory_proxy.get(path + ".metadata")
     assert response.code == 404
 
-    await proxy.get(path)
-    await wait_until(lambda: proxy.store.metadata_path(built.sha256).exists())
-    response, page = await proxy.get("simple/demo/", {"Accept": JSON})
+    await memory_proxy.get(path)
+    await wait_until(lambda: memory_proxy.store.metadata_path(built.sha256).exists())
+    response, page = await memory_proxy.get("simple/demo/", {"Accept": JSON})
     (entry,) = json.loads(page)["files"]
     assert entry["core-metadata"] == {"sha256": built.metadata_sha256}
-    _, html = await proxy.get("simple/demo/", {"Accept": "text/html"})
+    _, html = await memory_proxy.get("simple/demo/", {"Accept": "text/html"})
     assert f'data-core-metadata="sha256={built.metadata_sha256}"'.encode() in html
-    response, body = await proxy.get(path + ".metadata")
+    response, body = await memory_proxy.get(path + ".metadata")
     assert response.code == 200 and body == built.metadata
-    assert fake_index.count(".metadata") == 0
+    assert memory_index.count(".metadata") == 0
 
 
 @pytest_twisted.ensureDeferred

@@ -9,8 +9,10 @@ import sys
 import pytest_twisted
 from twisted.internet import threads
 
-from conftest import REPO, clean_client_env, pip_install
-from fakeindex import FakeIndex, build_sdist, build_wheel
+from support.builders import build_sdist, build_wheel
+from support.clients import clean_client_env, pip_install
+from support.fakeindex import FakeIndex
+from support.processes import REPO
 
 from pypiproxy.commands.main import build_parser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import pytest
 
-from conftest import REPO, TWISTD
+from support.processes import REPO, TWISTD
 from pypiproxy.config import parse_size, parse_upstream
 from pypiproxy.server import Options
 

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urljoin
 
-import bcrypt
 import pytest
 import pytest_twisted
-import treq
 from twisted.internet import threads
 
-from conftest import clean_client_env, pip_install, run_client
-from fakeindex import Built, build_sdist, build_wheel
+from support.builders import Built, build_sdist, build_wheel
+from support.clients import htpasswd, pip_install, run_client, twine_upload, upload
 
 from pypiproxy.private import (
     AlreadyExists,
@@ -33,18 +27,12 @@ from pypiproxy.private import (
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
-def write(tmp_path: Path, built: Built, name: str | None = None) -> Path:
-    path = tmp_path / (name or built.filename)
-    path.write_bytes(built.data)
-    return path
-
-
 # check_distribution: the checks uploads and imports share ------------------------------------
 
 
 def test_a_wheel_yields_its_metadata_and_requires_python(tmp_path):
     built = build_wheel("Some.Thing", "1.0", requires_python=">=3.9")
-    dist = check_distribution(write(tmp_path, built), built.filename, name="some-thing", version="1.0.0")
+    dist = check_distribution(built.save(tmp_path), built.filename, name="some-thing", version="1.0.0")
     assert dist == Distribution(
         filename=built.filename,
         project="some-thing",
@@ -58,7 +46,7 @@ def test_a_wheel_yields_its_metadata_and_requires_python(tmp_path):
 
 def test_an_sdist_yields_requires_python_from_pkg_info_but_no_pep658_metadata(tmp_path):
     built = build_sdist("thing", "2.0", requires_python=">=3.10")
-    dist = check_distribution(write(tmp_path, built), built.filename, digests={"sha256": built.sha256})
+    dist = check_distribution(built.save(tmp_path), built.filename, digests={"sha256": built.sha256})
     assert (dist.project, dist.version, dist.requires_python, dist.metadata) == ("thing", "2.0", ">=3.10", None)
 
 
@@ -75,7 +63,7 @@ def test_an_sdist_yields_requires_python_from_pkg_info_but_no_pep658_metadata(tm
 def test_claims_that_disagree_with_the_file_are_refused(tmp_path, claim, reason):
     built = build_wheel("thing", "1.0")
     with pytest.raises(Refused) as refused:
-        check_distribution(write(tmp_path, built), built.filename, **claim)
+        check_distribution(built.save(tmp_path), built.filename, **claim)
     assert reason in refused.value.reason
     assert refused.value.code == 400
 
@@ -98,7 +86,7 @@ def test_a_wheel_that_is_not_a_zip_or_names_another_project_is_refused(tmp_path)
         check_distribution(junk, "thing-1.0-py3-none-any.whl")
     other = build_wheel("other", "1.0")
     with pytest.raises(Refused, match="its metadata names the project 'other'"):
-        check_distribution(write(tmp_path, other), "thing-1.0-py3-none-any.whl")
+        check_distribution(other.save(tmp_path), "thing-1.0-py3-none-any.whl")
     with pytest.raises(Refused, match="not a valid sdist"):
         check_distribution(junk, "thing-1.0.tar.gz")
 
@@ -150,30 +138,9 @@ def test_a_file_a_crash_left_without_sidecar_is_invisible_until_repaired(tmp_pat
 # Uploads through the HTTP API, in process --------------------------------------------------
 
 
-async def upload(proxy, built: Built, path: str = "legacy/", auth=None, filename: str | None = None, **fields):
-    form = {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "name": built.name,
-        "version": built.version,
-        "filetype": "bdist_wheel" if built.filename.endswith(".whl") else "sdist",
-        "sha256_digest": built.sha256,
-        "md5_digest": hashlib.md5(built.data).hexdigest(),
-        "blake2_256_digest": hashlib.blake2b(built.data, digest_size=32).hexdigest(),
-        "metadata_version": "2.1",
-        "summary": "x" * 5000,
-    }
-    form.update(fields)
-    files = {"content": (filename or built.filename, "application/octet-stream", io.BytesIO(built.data))}
-    response = await treq.post(
-        proxy.root_url + path, data=list(form.items()), files=files, auth=auth, persistent=False
-    )
-    return response, await response.text()
-
-
 @pytest_twisted.ensureDeferred
-async def test_an_upload_is_listed_with_hash_requires_python_and_metadata_and_served(make_proxy):
-    proxy = await make_proxy(allow_anonymous_upload=True)
+async def test_an_upload_is_listed_with_hash_requires_python_and_metadata_and_served(memory):
+    proxy = memory.proxy(allow_anonymous_upload=True)
     built = build_wheel("Private-Thing", "1.0", requires_python=">=3.8")
     response, body = await upload(proxy, built)
     assert response.code == 200, body
@@ -209,8 +176,8 @@ async def test_an_upload_is_listed_with_hash_requires_python_and_metadata_and_se
 
 
 @pytest_twisted.ensureDeferred
-async def test_bad_uploads_get_a_400_or_409_with_a_reason_and_leave_nothing(make_proxy):
-    proxy = await make_proxy(allow_anonymous_upload=True)
+async def test_bad_uploads_get_a_400_or_409_with_a_reason_and_leave_nothing(memory):
+    proxy = memory.proxy(allow_anonymous_upload=True)
     built = build_wheel("thing", "1.0")
     cases = [
         ({"sha256_digest": "0" * 64}, "sha256 digest mismatch"),
@@ -226,7 +193,7 @@ async def test_bad_uploads_get_a_400_or_409_with_a_reason_and_leave_nothing(make
         assert response.code == 400, (fields, body)
         assert reason in response.phrase.decode(), fields  # twine prints the status line
         assert reason in body
-    response = await treq.post(proxy.root_url + "legacy/", data=b"x=1", persistent=False)
+    response = await proxy.treq.post(proxy.root_url + "legacy/", data=b"x=1")
     assert response.code == 400
     assert b"multipart/form-data" in response.phrase
     await response.content()
@@ -243,11 +210,11 @@ async def test_bad_uploads_get_a_400_or_409_with_a_reason_and_leave_nothing(make
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_private_name_shadows_the_upstream_one(make_proxy, fake_index):
+async def test_a_private_name_shadows_the_upstream_one(memory, memory_index):
     public = build_wheel("shadowed", "9.0")
-    fake_index.add("shadowed", public)
-    fake_index.add("elsewhere", build_wheel("elsewhere", "1.0"))
-    proxy = await make_proxy(fake_index.url, allow_anonymous_upload=True)
+    memory_index.add("shadowed", public)
+    memory_index.add("elsewhere", build_wheel("elsewhere", "1.0"))
+    proxy = memory.proxy(memory_index.url, allow_anonymous_upload=True)
     response, body = await proxy.get("/simple/shadowed/", JSON)
     assert [f["filename"] for f in json.loads(body)["files"]] == [public.filename]
 
@@ -260,7 +227,7 @@ async def test_a_private_name_shadows_the_upstream_one(make_proxy, fake_index):
         assert public.filename.encode() not in body
     response, _ = await proxy.get(f"/files/shadowed/{public.sha256}/{public.filename}")
     assert response.code == 404
-    assert fake_index.count(public.filename) == 0
+    assert memory_index.count(public.filename) == 0
     _, names = await proxy.get("/simple/", JSON)
     listed = [p["name"] for p in json.loads(names)["projects"]]
     assert sorted(listed) == ["elsewhere", "shadowed"]
@@ -308,31 +275,13 @@ async def test_an_oversized_upload_is_refused_before_its_body_is_read(make_proxy
 # Real twine and pip against a real twistd --------------------------------------------------
 
 
-def twine_upload(url: str, user: str, password: str, *files: Path, cert: Path | None = None):
-    env = {k: v for k, v in clean_client_env().items() if not k.startswith("TWINE_")}
-    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
-    argv = [sys.executable, "-m", "twine", "upload", "--config-file", os.devnull, "--disable-progress-bar",
-            "--non-interactive", "--repository-url", url, "-u", user, "-p", password]
-    if cert is not None:
-        argv += ["--cert", str(cert)]
-    return subprocess.run([*argv, *map(str, files)], capture_output=True, text=True, env=env, timeout=120,
-                          stdin=subprocess.DEVNULL)
-
-
-def htpasswd(path: Path, **users: str) -> Path:
-    path.write_text("".join(
-        f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}\n" for user, pw in users.items()
-    ))
-    return path
-
-
 @pytest_twisted.ensureDeferred
 async def test_twine_uploads_and_pip_installs_through_the_proxy(twistd, fake_index, tmp_path):
     fake_index.add("public-dep", build_wheel("public-dep", "1.0"))
     users = htpasswd(tmp_path / "users", alice="wonder-land")
     wheel = build_wheel("corp-app", "1.0", requires_dist=["public-dep"])
     sdist = build_sdist("corp-app", "1.0")
-    files = [write(tmp_path, wheel), write(tmp_path, sdist)]
+    files = [wheel.save(tmp_path), sdist.save(tmp_path)]
     proxy = twistd(["--upstream", fake_index.url, "--htpasswd", str(users)])
     await threads.deferToThread(proxy.wait_ready)
 
@@ -343,14 +292,14 @@ async def test_twine_uploads_and_pip_installs_through_the_proxy(twistd, fake_ind
     assert again.returncode != 0
     assert "409" in again.stdout and f"File already exists: {sdist.filename}" in again.stdout
 
-    wrong = await threads.deferToThread(twine_upload, proxy.root_url, "alice", "guess", write(tmp_path, build_wheel("corp-app", "2.0")))
+    wrong = await threads.deferToThread(twine_upload, proxy.root_url, "alice", "guess", build_wheel("corp-app", "2.0").save(tmp_path))
     assert wrong.returncode != 0 and "401" in wrong.stdout
     anonymous = await threads.deferToThread(twine_upload, proxy.root_url, "", "", tmp_path / "corp_app-2.0-py3-none-any.whl")
     assert anonymous.returncode != 0 and "401" in anonymous.stdout
     assert not list(proxy.cache_dir.glob("private/corp-app/corp_app-2.0*"))
 
     # uv publish speaks the same API (and streams its body chunked).
-    newer = write(tmp_path, build_wheel("corp-app", "1.1", requires_dist=["public-dep"]))
+    newer = build_wheel("corp-app", "1.1", requires_dist=["public-dep"]).save(tmp_path)
     published = await threads.deferToThread(run_client, [
         str(Path(sys.executable).with_name("uv")), "publish", "--no-config", "--trusted-publishing", "never",
         "--publish-url", proxy.root_url + "legacy/", "-u", "alice", "-p", "wonder-land", str(newer),

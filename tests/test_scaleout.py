@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,8 +23,10 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 
-from conftest import REPO, free_port, pip_install, run_client, stop_process
-from test_crash import cached_files, get, multipart_form
+from support.cache import cached_files, temporaries
+from support.clients import get, multipart_form, pip_install, uv_install
+from support.processes import REPO, free_port, stop_process
+from support.waiting import block_until, wait_until
 
 from pypiproxy.cache import FileStore
 
@@ -89,16 +90,17 @@ class Nginx:
         )
 
     def wait_ready(self, timeout: float = 15.0) -> "Nginx":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def listens() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nginx exited {self.process.returncode}: {self.log()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
+                return True
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"nginx did not come up: {self.log()}")
+                return False
+
+        block_until(listens, timeout, 0.05, what=lambda: f"nginx to come up: {self.log()}")
+        return self
 
     def stop(self) -> None:
         stop_process(self.process)  # SIGTERM: nginx's fast shutdown, workers included
@@ -150,15 +152,11 @@ def post_upload(root: str, built) -> int:
 
 
 def verify_store(cache_dir: Path) -> dict[str, bytes]:
-    """Every file in the store is whole: its name is its sha256."""
-    files = cached_files(cache_dir)
+    """Every file in the store is whole: its name is its sha256 (metadata sidecars aside)."""
+    files = {name: data for name, data in cached_files(cache_dir).items() if not name.endswith(".metadata")}
     for key, data in files.items():
         assert hashlib.sha256(data).hexdigest() == key, f"a corrupt file in the store: {key}"
     return files
-
-
-def leftover_temporaries(cache_dir: Path) -> list[Path]:
-    return [p for p in (cache_dir / "tmp").glob("*/*")]
 
 
 # --------------------------------------------------------------------------- scale-out
@@ -238,7 +236,7 @@ async def test_two_processes_on_one_cache_dir_behind_nginx(twistd, fake_index, w
         # nginx sends a URL to one process; only the direct requests make a second download.
         assert 1 <= fake_index.count(wheel.filename, "GET") <= 2, wheel.filename
     assert set(verify_store(cache_dir)) == set(expected)
-    assert leftover_temporaries(cache_dir) == []
+    assert temporaries(cache_dir) == []
     stats = [json.loads((await threads.deferToThread(get, p.root_url + "+stats"))[2]) for p in (a, b)]
     assert sum(s["cache_misses"] for s in stats) <= 10  # at most one download per file and process
     assert sum(s["download_joins"] for s in stats) > 0  # the others joined one
@@ -292,7 +290,7 @@ async def test_two_processes_on_one_cache_dir_behind_nginx(twistd, fake_index, w
         fetch_sha256, f"{b.root_url}files/corp-big/{big.sha256}/{big.filename}"
     )
     assert (status, digest) == (200, big.sha256)
-    assert leftover_temporaries(cache_dir) == []
+    assert temporaries(cache_dir) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -337,10 +335,7 @@ async def test_metadata_one_process_extracted_is_offered_by_the_other_after_the_
     url = f"{a.root_url}files/late-meta/{wheel.sha256}/{wheel.filename}"
     assert (await threads.deferToThread(fetch_sha256, url))[:2] == (200, wheel.sha256)
     extracted = a.cache_dir / "files" / wheel.sha256[:2] / f"{wheel.sha256}.metadata"
-    for _ in range(100):
-        if extracted.exists():
-            break
-        await deferLater(reactor, 0.05, lambda: None)
+    await wait_until(extracted.exists, timeout=5, interval=0.05, what=f"{extracted}")
     assert await threads.deferToThread(core_metadata, a) == {"sha256": wheel.metadata_sha256}
     await deferLater(reactor, 1.2, lambda: None)
     assert await threads.deferToThread(core_metadata, b) == {"sha256": wheel.metadata_sha256}
@@ -349,12 +344,6 @@ async def test_metadata_one_process_extracted_is_offered_by_the_other_after_the_
 
 
 # --------------------------------------------------------------------------- a cache in front
-
-
-def uv_install(index_url: str, target: Path, *requirements: str):
-    uv = str(Path(sys.executable).with_name("uv"))
-    return run_client([uv, "pip", "install", "--no-config", "--no-cache", "--python", sys.executable,
-                       "--target", str(target), "--index-url", index_url, *requirements])
 
 
 @needs_nginx
@@ -447,10 +436,7 @@ async def test_metadata_announced_for_an_evicted_wheel_is_still_served(make_prox
     extracted = proxy.config.cache_dir / "files" / one.sha256[:2] / f"{one.sha256}.metadata"
     response, _ = await proxy.get(f"/files/evicted-one/{one.sha256}/{one.filename}")
     assert response.code == 200
-    for _ in range(100):
-        if extracted.exists():
-            break
-        await deferLater(reactor, 0.02, lambda: None)
+    await wait_until(extracted.exists, timeout=2, what=f"{extracted}")
     response, _ = await proxy.get(f"/files/evicted-two/{two.sha256}/{two.filename}")  # evicts one
     assert response.code == 200 and proxy.stats["evictions"] == 1
     _, body = await proxy.get("/simple/evicted-one/", {"Accept": JSON})

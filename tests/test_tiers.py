@@ -11,7 +11,6 @@ import hashlib
 import json
 import re
 import ssl
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -23,10 +22,10 @@ import pytest_twisted
 import trustme
 from twisted.internet import threads
 
-from conftest import free_port, pip_install, run_client
+from support.clients import pip_install, run_client, uv_install
+from support.processes import free_port
 
 JSON = "application/vnd.pypi.simple.v1+json"
-UV = str(Path(sys.executable).with_name("uv"))
 TWINE = str(Path(sys.executable).with_name("twine"))
 
 
@@ -47,11 +46,6 @@ def file_links(index: str, project: str, **kwargs) -> dict[str, str]:
     page_url = f"{index}{project}/"
     _, body = fetch(page_url, JSON, **kwargs)
     return {f["filename"]: urljoin(page_url, f["url"]) for f in json.loads(body)["files"]}
-
-
-def uv_install(index_url: str, target: Path, *requirements: str) -> "subprocess.CompletedProcess[str]":
-    return run_client([UV, "pip", "install", "--no-config", "--no-cache", "--python", sys.executable,
-                       "--index-url", index_url, "--target", str(target), *requirements])
 
 
 @pytest.fixture

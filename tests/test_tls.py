@@ -13,9 +13,9 @@ import pytest_twisted
 import trustme
 from twisted.internet import threads
 
-from conftest import free_port, pip_install
-from fakeindex import build_wheel
-from test_private import htpasswd, twine_upload, write
+from support.builders import build_wheel
+from support.clients import htpasswd, pip_install, twine_upload
+from support.processes import free_port
 
 SECRET = "s3cr3t-7f0c-do-not-leak"
 
@@ -52,7 +52,7 @@ async def test_tls_tiers_chain_with_credentials_that_never_leak(twistd, tmp_path
 
     built = build_wheel("corp-secret", "1.0")
     done = await threads.deferToThread(
-        twine_upload, internet.root_url + "legacy/", "alice", SECRET, write(tmp_path, built), cert=ca_pem
+        twine_upload, internet.root_url + "legacy/", "alice", SECRET, built.save(tmp_path), cert=ca_pem
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -110,7 +110,8 @@ async def test_tls_tiers_chain_with_credentials_that_never_leak(twistd, tmp_path
 def test_ca_file_without_a_certificate_is_refused_at_start(tmp_path):
     import subprocess
 
-    from conftest import REPO, TWISTD, clean_client_env
+    from support.clients import clean_client_env
+    from support.processes import REPO, TWISTD
 
     bogus = tmp_path / "bogus.pem"
     bogus.write_text("not a certificate\n")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest_twisted
-from twisted.internet import reactor, threads
-from twisted.internet.task import deferLater
+from twisted.internet import threads
 
-from conftest import pip_install
+from support.clients import pip_install
+from support.waiting import wait_until
 
 
 @pytest_twisted.ensureDeferred
@@ -71,10 +71,7 @@ async def test_a_client_that_does_not_read_does_not_grow_memory(twistd, fake_ind
     stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     try:
         cached = proxy.cache_dir / "files" / built.sha256[:2] / built.sha256
-        for _ in range(600):
-            if cached.exists():
-                break
-            await deferLater(reactor, 0.05, lambda: None)
+        await wait_until(cached.exists, timeout=30, interval=0.05, what=lambda: f"{cached}: {proxy.log()}")
         assert cached.exists(), proxy.log()
         grown = rss_bytes(proxy.process.pid) - before
         assert grown < size / 4, f"RSS grew by {grown / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB file"
@@ -108,9 +105,7 @@ async def test_access_log_can_go_to_a_file_of_its_own(twistd, tmp_path):
     proxy = twistd(["--no-upstream", "--access-log", str(access)], name="access")
     await threads.deferToThread(proxy.wait_ready)
     await threads.deferToThread(lambda: urllib.request.urlopen(proxy.root_url + "+stats", timeout=10).read())
-    for _ in range(100):
-        if "GET /+stats HTTP/1.1" in access.read_text():
-            break
-        await deferLater(reactor, 0.05, lambda: None)
+    await wait_until(lambda: "GET /+stats HTTP/1.1" in access.read_text(), timeout=5, interval=0.05,
+                     what="the request in the access log")
     assert '"GET /+stats HTTP/1.1" 200' in access.read_text()
     assert "GET /+stats" not in proxy.log()

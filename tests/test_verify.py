@@ -8,8 +8,8 @@ import sys
 import pytest_twisted
 from twisted.internet import threads
 
-from conftest import REPO
-from test_files import file_path
+from support.cache import file_path
+from support.processes import REPO
 
 
 def verify(*argv: str) -> subprocess.CompletedProcess[str]:

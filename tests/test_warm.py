@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import socket
 import sys
-import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-from conftest import clean_client_env
-from fakeindex import Built, FakeIndex, build_sdist, build_wheel
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 from packaging.version import Version
 from twisted.internet import utils
+
+from support.builders import Built, build_sdist, build_wheel, platform_wheel
+from support.clients import clean_client_env
+from support.fakeindex import FakeIndex
+from support.processes import REPO, free_port
 
 from pypiproxy.commands.main import build_parser
 from pypiproxy.simple import FileEntry, ProjectPage
@@ -39,24 +38,8 @@ from pypiproxy.commands.warm.reqfile import RequirementsError, logical_lines, pa
 from pypiproxy.commands.warm.report import Report, summary_lines
 from pypiproxy.commands.warm.targets import Target, compatible_platforms
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def platform_wheel(filename: str, requires_dist: Sequence[str] = ()) -> Built:
-    """A wheel with any tags: just a zip with METADATA, which is all warm ever opens."""
-    name, version = filename.split("-")[:2]
-    metadata = "".join(
-        [f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"]
-        + [f"Requires-Dist: {r}\n" for r in requires_dist]
-    ).encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        archive.writestr(f"{name}-{version}.dist-info/METADATA", metadata)
-    data = buf.getvalue()
-    return Built(filename, data, hashlib.sha256(data).hexdigest(), metadata, name, version)
 
 
 def entry(filename: str, **fields: Any) -> FileEntry:
@@ -102,12 +85,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- requirements files

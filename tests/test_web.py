@@ -12,13 +12,11 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from support.cache import file_path
+from support.clients import header, run_client
+
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "text/html"
-
-
-def header(response, name: str) -> str | None:
-    values = response.headers.getRawHeaders(name)
-    return values[0] if values else None
 
 
 def file_urls(body: bytes, page: str = "simple/demo/") -> list[str]:
@@ -28,13 +26,13 @@ def file_urls(body: bytes, page: str = "simple/demo/") -> list[str]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_json_page_keeps_every_attribute_and_points_files_at_the_proxy(proxy, fake_index, wheels):
+async def test_json_page_keeps_every_attribute_and_points_files_at_the_proxy(memory_proxy, memory_index, wheels):
     new = wheels.wheel("demo", "2.0", requires_python=">=3.8")
     old = wheels.wheel("demo", "1.0")
-    fake_index.add("demo", new, upload_time="2024-01-02T03:04:05.000000Z", gpg_sig=True)
-    fake_index.add("demo", old, yanked="broken build", metadata=False)
+    memory_index.add("demo", new, upload_time="2024-01-02T03:04:05.000000Z", gpg_sig=True)
+    memory_index.add("demo", old, yanked="broken build", metadata=False)
 
-    response, body = await proxy.get("simple/demo/", {"Accept": JSON})
+    response, body = await memory_proxy.get("simple/demo/", {"Accept": JSON})
 
     assert response.code == 200
     assert header(response, "Content-Type") == JSON
@@ -53,15 +51,15 @@ async def test_json_page_keeps_every_attribute_and_points_files_at_the_proxy(pro
     assert "core-metadata" not in files[old.filename]
     for f in page["files"]:
         assert not f["url"].startswith("http"), "file URLs must point back at the proxy"
-        assert str(fake_index.port) not in f["url"]
+        assert str(memory_index.port) not in f["url"]
 
 
 @pytest_twisted.ensureDeferred
-async def test_html_page_keeps_fragments_and_data_attributes(proxy, fake_index, wheels):
+async def test_html_page_keeps_fragments_and_data_attributes(memory_proxy, memory_index, wheels):
     built = wheels.wheel("demo", "1.0", requires_python=">=3.8")
-    fake_index.add("demo", built, yanked="no longer")
+    memory_index.add("demo", built, yanked="no longer")
 
-    response, body = await proxy.get("simple/demo/", {"Accept": HTML})
+    response, body = await memory_proxy.get("simple/demo/", {"Accept": HTML})
 
     assert response.code == 200
     assert header(response, "Content-Type").startswith("text/html")
@@ -87,9 +85,9 @@ async def test_html_page_keeps_fragments_and_data_attributes(proxy, fake_index, 
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_content_negotiation(proxy, fake_index, wheels, accept, query, expected):
-    fake_index.add("demo", wheels.wheel("demo", "1.0"))
-    response, body = await proxy.get("simple/demo/" + query, {"Accept": accept} if accept else {})
+async def test_content_negotiation(memory_proxy, memory_index, wheels, accept, query, expected):
+    memory_index.add("demo", wheels.wheel("demo", "1.0"))
+    response, body = await memory_proxy.get("simple/demo/" + query, {"Accept": accept} if accept else {})
     assert response.code == 200
     assert header(response, "Content-Type").split(";")[0] == expected
     if expected == JSON:
@@ -97,9 +95,9 @@ async def test_content_negotiation(proxy, fake_index, wheels, accept, query, exp
 
 
 @pytest_twisted.ensureDeferred
-async def test_unacceptable_format_is_406(proxy, fake_index, wheels):
-    fake_index.add("demo", wheels.wheel("demo", "1.0"))
-    response, _ = await proxy.get("simple/demo/", {"Accept": "image/png"})
+async def test_unacceptable_format_is_406(memory_proxy, memory_index, wheels):
+    memory_index.add("demo", wheels.wheel("demo", "1.0"))
+    response, _ = await memory_proxy.get("simple/demo/", {"Accept": "image/png"})
     assert response.code == 406
 
 
@@ -109,67 +107,67 @@ async def test_unacceptable_format_is_406(proxy, fake_index, wheels):
     ("simple/demo-pkg", "demo-pkg/"),
 ])
 @pytest_twisted.ensureDeferred
-async def test_names_are_normalised_with_a_301(proxy, path, location):
-    response, _ = await proxy.get(path)
+async def test_names_are_normalised_with_a_301(memory_proxy, path, location):
+    response, _ = await memory_proxy.get(path)
     assert response.code == 301
     assert header(response, "Location") == location
 
 
 @pytest_twisted.ensureDeferred
-async def test_invalid_names_are_refused_without_asking_upstream(proxy, fake_index):
-    response, body = await proxy.get("simple/-bad-/")
+async def test_invalid_names_are_refused_without_asking_upstream(memory_proxy, memory_index):
+    response, body = await memory_proxy.get("simple/-bad-/")
     assert response.code == 404
     assert b"not a valid project name" in body
-    assert fake_index.count("/simple/") == 0
+    assert memory_index.count("/simple/") == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_project_is_404(proxy, fake_index):
-    response, _ = await proxy.get("simple/nothing-here/")
+async def test_unknown_project_is_404(memory_proxy, memory_index):
+    response, _ = await memory_proxy.get("simple/nothing-here/")
     assert response.code == 404
-    assert fake_index.count("/simple/nothing-here/") == 1
+    assert memory_index.count("/simple/nothing-here/") == 1
     # Briefly remembered: a second ask does not go upstream again.
-    response, _ = await proxy.get("simple/nothing-here/")
+    response, _ = await memory_proxy.get("simple/nothing-here/")
     assert response.code == 404
-    assert fake_index.count("/simple/nothing-here/") == 1
+    assert memory_index.count("/simple/nothing-here/") == 1
 
 
 @pytest.mark.parametrize("url_style", ["relative", "absolute", "other-host"])
 @pytest_twisted.ensureDeferred
-async def test_files_are_fetched_whatever_the_upstream_url_style(proxy, fake_index, wheels, url_style):
-    fake_index.url_style = url_style
+async def test_files_are_fetched_whatever_the_upstream_url_style(memory_proxy, memory_index, wheels, url_style):
+    memory_index.url_style = url_style
     built = wheels.wheel("demo", "1.0")
-    fake_index.add("demo", built)
-    _, page = await proxy.get("simple/demo/", {"Accept": JSON})
+    memory_index.add("demo", built)
+    _, page = await memory_proxy.get("simple/demo/", {"Accept": JSON})
     (url,) = file_urls(page)
-    response, body = await proxy.get(url)
+    response, body = await memory_proxy.get(url)
     assert response.code == 200
     assert hashlib.sha256(body).hexdigest() == built.sha256
 
 
 @pytest_twisted.ensureDeferred
-async def test_pip_max_age_zero_is_answered_from_cache_and_etag_gives_304(proxy, fake_index, wheels):
-    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+async def test_pip_max_age_zero_is_answered_from_cache_and_etag_gives_304(memory_proxy, memory_index, wheels):
+    memory_index.add("demo", wheels.wheel("demo", "1.0"))
     pip_headers = {"Accept": JSON, "Cache-Control": "max-age=0"}
-    first, body = await proxy.get("simple/demo/", pip_headers)
+    first, body = await memory_proxy.get("simple/demo/", pip_headers)
     etag = header(first, "ETag")
     assert etag and etag.startswith('"')
-    second, again = await proxy.get("simple/demo/", pip_headers)
+    second, again = await memory_proxy.get("simple/demo/", pip_headers)
     assert again == body
-    conditional, empty = await proxy.get("simple/demo/", {**pip_headers, "If-None-Match": etag})
+    conditional, empty = await memory_proxy.get("simple/demo/", {**pip_headers, "If-None-Match": etag})
     assert conditional.code == 304 and empty == b""
-    assert fake_index.count("/simple/demo/") == 1
+    assert memory_index.count("/simple/demo/") == 1
     # Each format has its own ETag.
-    html, _ = await proxy.get("simple/demo/", {"Accept": HTML, "If-None-Match": etag})
+    html, _ = await memory_proxy.get("simple/demo/", {"Accept": HTML, "If-None-Match": etag})
     assert html.code == 200 and header(html, "ETag") != etag
 
 
 @pytest_twisted.ensureDeferred
-async def test_gzip_only_when_asked_and_identical_when_decompressed(proxy, fake_index, wheels):
-    fake_index.add("demo", wheels.wheel("demo", "1.0"))
-    plain, plain_body = await proxy.get("simple/demo/", {"Accept": JSON})
+async def test_gzip_only_when_asked_and_identical_when_decompressed(memory_proxy, memory_index, wheels):
+    memory_index.add("demo", wheels.wheel("demo", "1.0"))
+    plain, plain_body = await memory_proxy.get("simple/demo/", {"Accept": JSON})
     assert header(plain, "Content-Encoding") is None
-    zipped, raw = await proxy.get("simple/demo/", {"Accept": JSON, "Accept-Encoding": "gzip"})
+    zipped, raw = await memory_proxy.get("simple/demo/", {"Accept": JSON, "Accept-Encoding": "gzip"})
     assert header(zipped, "Content-Encoding") == "gzip"
     assert header(zipped, "Vary") == "Accept, Accept-Encoding"
     assert gzip.decompress(raw) == plain_body
@@ -177,17 +175,17 @@ async def test_gzip_only_when_asked_and_identical_when_decompressed(proxy, fake_
 
 
 @pytest_twisted.ensureDeferred
-async def test_stale_page_is_revalidated_with_the_upstream_etag(make_proxy, fake_index, wheels):
-    proxy = await make_proxy(fake_index.url, index_ttl=0.0)
-    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+async def test_stale_page_is_revalidated_with_the_upstream_etag(memory, memory_index, wheels):
+    proxy = memory.proxy(memory_index.url, index_ttl=0.0)
+    memory_index.add("demo", wheels.wheel("demo", "1.0"))
     await proxy.get("simple/demo/")
     await proxy.get("simple/demo/")
-    conditional = [r for r in fake_index.requests if r.path == "/simple/demo/"]
+    conditional = [r for r in memory_index.requests if r.path == "/simple/demo/"]
     assert len(conditional) == 2
     assert "if-none-match" in conditional[1].headers
     assert proxy.stats["upstream_page_not_modified"] == 1
     # A change upstream shows after revalidation.
-    fake_index.add("demo", wheels.wheel("demo", "2.0"))
+    memory_index.add("demo", wheels.wheel("demo", "2.0"))
     _, body = await proxy.get("simple/demo/", {"Accept": JSON})
     assert len(json.loads(body)["files"]) == 2
 
@@ -215,12 +213,12 @@ async def test_upstream_down_serves_stale_pages_and_cached_files(make_proxy, fak
 
 
 @pytest_twisted.ensureDeferred
-async def test_upstream_500_serves_stale_and_uncached_is_502(make_proxy, fake_index, wheels):
-    fake_index.add("demo", wheels.wheel("demo", "1.0"))
-    fake_index.add("other", wheels.wheel("other", "1.0"))
-    proxy = await make_proxy(fake_index.url, index_ttl=0.0)
+async def test_upstream_500_serves_stale_and_uncached_is_502(memory, memory_index, wheels):
+    memory_index.add("demo", wheels.wheel("demo", "1.0"))
+    memory_index.add("other", wheels.wheel("other", "1.0"))
+    proxy = memory.proxy(memory_index.url, index_ttl=0.0)
     await proxy.get("simple/demo/")
-    fake_index.fail_pages = 500
+    memory_index.fail_pages = 500
     response, _ = await proxy.get("simple/demo/")
     assert response.code == 200
     response, body = await proxy.get("simple/other/")
@@ -262,82 +260,74 @@ async def test_a_cancelled_upstream_request_is_a_cancel_not_a_timeout(fake_index
 
 
 @pytest_twisted.ensureDeferred
-async def test_first_upstream_that_has_the_project_wins(make_proxy, fake_index, wheels):
-    from fakeindex import FakeIndex
-
-    second = FakeIndex()
-    await second.start(reactor)
-    try:
-        fake_index.add("shared", wheels.wheel("shared", "1.0"))
-        second.add("shared", wheels.wheel("shared", "2.0"))
-        second.add("only-second", wheels.wheel("only-second", "1.0"))
-        proxy = await make_proxy(fake_index.url, second.url)
-        _, body = await proxy.get("simple/shared/", {"Accept": JSON})
-        assert [f["filename"] for f in json.loads(body)["files"]] == ["shared-1.0-py3-none-any.whl"]
-        response, body = await proxy.get("simple/only-second/", {"Accept": JSON})
-        assert response.code == 200 and len(json.loads(body)["files"]) == 1
-        response, body = await proxy.get("simple/", {"Accept": JSON})
-        names = {p["name"] for p in json.loads(body)["projects"]}
-        assert {"shared", "only-second"} <= names
-    finally:
-        await second.stop()
+async def test_first_upstream_that_has_the_project_wins(memory, memory_index, wheels):
+    second = memory.index()
+    memory_index.add("shared", wheels.wheel("shared", "1.0"))
+    second.add("shared", wheels.wheel("shared", "2.0"))
+    second.add("only-second", wheels.wheel("only-second", "1.0"))
+    proxy = memory.proxy(memory_index.url, second.url)
+    _, body = await proxy.get("simple/shared/", {"Accept": JSON})
+    assert [f["filename"] for f in json.loads(body)["files"]] == ["shared-1.0-py3-none-any.whl"]
+    response, body = await proxy.get("simple/only-second/", {"Accept": JSON})
+    assert response.code == 200 and len(json.loads(body)["files"]) == 1
+    response, body = await proxy.get("simple/", {"Accept": JSON})
+    names = {p["name"] for p in json.loads(body)["projects"]}
+    assert {"shared", "only-second"} <= names
 
 
 @pytest_twisted.ensureDeferred
-async def test_project_list_in_both_formats(proxy, fake_index, wheels):
-    fake_index.add("alpha", wheels.wheel("alpha", "1.0"))
-    fake_index.add("Beta_Two", wheels.wheel("beta-two", "1.0"))
-    response, body = await proxy.get("simple/", {"Accept": JSON})
+async def test_project_list_in_both_formats(memory_proxy, memory_index, wheels):
+    memory_index.add("alpha", wheels.wheel("alpha", "1.0"))
+    memory_index.add("Beta_Two", wheels.wheel("beta-two", "1.0"))
+    response, body = await memory_proxy.get("simple/", {"Accept": JSON})
     assert header(response, "Content-Type") == JSON
     assert {p["name"] for p in json.loads(body)["projects"]} == {"alpha", "beta-two"}
-    response, body = await proxy.get("simple/")
+    response, body = await memory_proxy.get("simple/")
     assert re.search(rb'<a href="beta-two/">beta-two</a>', body)
-    response, _ = await proxy.get("simple")
+    response, _ = await memory_proxy.get("simple")
     assert response.code == 301
 
 
 @pytest_twisted.ensureDeferred
-async def test_health_and_stats(proxy, fake_index, wheels):
-    response, body = await proxy.get("+health")
+async def test_health_and_stats(memory_proxy, memory_index, wheels):
+    response, body = await memory_proxy.get("+health")
     assert response.code == 200 and json.loads(body)["status"] == "ok"
-    fake_index.add("demo", wheels.wheel("demo", "1.0"))
-    _, page = await proxy.get("simple/demo/", {"Accept": JSON})
+    memory_index.add("demo", wheels.wheel("demo", "1.0"))
+    _, page = await memory_proxy.get("simple/demo/", {"Accept": JSON})
     (url,) = file_urls(page)
-    await proxy.get(url)
-    await proxy.get(url)
-    _, body = await proxy.get("+stats")
+    await memory_proxy.get(url)
+    await memory_proxy.get(url)
+    _, body = await memory_proxy.get("+stats")
     stats = json.loads(body)
     assert stats["cache_misses"] == 1
     assert stats["cache_hits"] == 1
     assert stats["bytes_fetched"] == len(wheels.wheel("demo", "1.0").data)
     assert stats["bytes_served"] == 2 * stats["bytes_fetched"]
     assert stats["requests"] >= 4
-    _, metrics = await proxy.get("+metrics")
+    _, metrics = await memory_proxy.get("+metrics")
     assert b"pypiproxy_cache_hits_total 1" in metrics
 
 
 @pytest_twisted.ensureDeferred
-async def test_junk_paths_are_clean_4xx(proxy):
+async def test_junk_paths_are_clean_4xx(memory_proxy):
     for path in ["nope", "files/x", "files/demo/notakey/demo.whl", "files/demo/" + "a" * 64 + "/..",
                  "simple/demo/extra/", "+stats/x"]:
-        response, body = await proxy.get(path)
+        response, body = await memory_proxy.get(path)
         assert 400 <= response.code < 500, (path, response.code, body)
 
 
 @pytest_twisted.ensureDeferred
-async def test_offline_serves_what_is_cached_and_asks_nobody(make_proxy, fake_index, wheels, tmp_path):
-    from test_files import file_path
-
+async def test_offline_serves_what_is_cached_and_asks_nobody(memory, memory_index, wheels, tmp_path):
     cached, uncached = wheels.wheel("demo", "1.0"), wheels.wheel("demo", "2.0")
-    fake_index.add("demo", cached)
-    fake_index.add("demo", uncached)
-    online = await make_proxy(fake_index.url, cache_dir=tmp_path / "shared", index_ttl=0.0)
+    memory_index.add("demo", cached)
+    memory_index.add("demo", uncached)
+    online = memory.proxy(memory_index.url, cache_dir=tmp_path / "shared", index_ttl=0.0)
     cached_path = await file_path(online, "demo", cached.filename)
     uncached_path = await file_path(online, "demo", uncached.filename)
     await online.get(cached_path)
-    asked = len(fake_index.requests)
+    asked = len(memory_index.requests)
 
-    offline = await make_proxy(fake_index.url, cache_dir=tmp_path / "shared", offline=True, index_ttl=0.0)
+    offline = memory.proxy(memory_index.url, cache_dir=tmp_path / "shared", offline=True, index_ttl=0.0)
     response, body = await offline.get("simple/demo/", {"Accept": JSON})
     assert response.code == 200 and len(json.loads(body)["files"]) == 2
     response, body = await offline.get(cached_path)
@@ -346,7 +336,7 @@ async def test_offline_serves_what_is_cached_and_asks_nobody(make_proxy, fake_in
     assert response.code == 404 and b"not cached" in body
     response, _ = await offline.get("simple/never-seen/")
     assert response.code == 404
-    assert len(fake_index.requests) == asked
+    assert len(memory_index.requests) == asked
 
 
 @pytest.mark.parametrize("accept_encoding, gzipped", [
@@ -354,9 +344,9 @@ async def test_offline_serves_what_is_cached_and_asks_nobody(make_proxy, fake_in
     ("*", True), ("identity", False), ("br, *;q=0", False),
 ])
 @pytest_twisted.ensureDeferred
-async def test_gzip_follows_the_accept_encoding_qualities(proxy, fake_index, wheels, accept_encoding, gzipped):
-    fake_index.add("demo", wheels.wheel("demo", "1.0"))
-    response, _ = await proxy.get("simple/demo/", {"Accept-Encoding": accept_encoding})
+async def test_gzip_follows_the_accept_encoding_qualities(memory_proxy, memory_index, wheels, accept_encoding, gzipped):
+    memory_index.add("demo", wheels.wheel("demo", "1.0"))
+    response, _ = await memory_proxy.get("simple/demo/", {"Accept-Encoding": accept_encoding})
     assert (header(response, "Content-Encoding") == "gzip") is gzipped
 
 
@@ -397,8 +387,6 @@ def _old_pip() -> str | None:
 @pytest_twisted.ensureDeferred
 async def test_an_old_pip_reads_our_json_pages_with_core_metadata(proxy, fake_index, wheels, tmp_path):
     from twisted.internet import threads
-
-    from conftest import run_client
 
     fake_index.add("app", wheels.wheel("app", "1.0", requires_dist=["dep>=1"]))
     fake_index.add("dep", wheels.wheel("dep", "1.0"))

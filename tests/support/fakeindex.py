@@ -1,27 +1,21 @@
-"""A fake upstream Simple API index and real, tiny package builders for the tests.
+"""The fake upstream Simple API index, misbehaving on demand, on loopback or in memory."""
 
-Why: the proxy must be tested against an upstream that behaves like the public
-index (PEP 503 HTML, PEP 691 JSON, PEP 658/714 metadata, PEP 700 fields) and
-that can also misbehave on demand (slow, dying, hanging, lying about hashes),
-without any network.  Everything here listens on 127.0.0.1 only.
-"""
+# Why: the proxy must be tested against an upstream that behaves like the public index
+# (PEP 503 HTML, PEP 691 JSON, PEP 658/714 metadata, PEP 700 fields) and that can also
+# misbehave on demand (slow, dying, hanging, lying about hashes), without any network.
+# It listens on 127.0.0.1 only, or answers an in-memory agent (memory.py), no socket at all.
 
 from __future__ import annotations
 
 import base64
-import csv
 import gzip
 import hashlib
 import html
-import io
 import json
-import random
 import re
 import socket
 import struct
-import tarfile
-import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -37,23 +31,21 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
-from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from .builders import Built
+from .waiting import wait_until
 
 __all__ = [
     "BEHAVIOURS",
-    "Built",
     "FakeIndex",
     "FileEntry",
     "HTML_V1",
     "JSON_V1",
     "RequestRecord",
     "TEXT_HTML",
-    "build_sdist",
-    "build_wheel",
-    "dist_name",
     "negotiate",
 ]
 
@@ -72,182 +64,7 @@ _OFFERS = (TEXT_HTML, HTML_V1, JSON_V1)
 BEHAVIOURS = frozenset(
     {"ok", "slow", "die", "wrong-hash", "500", "404", "hang", "redirect", "gzip-label", "gzip-if-asked"}
 )
-
-# 1980-01-01 is the earliest zip timestamp; a fixed one makes builds reproducible.
-_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
-_TAR_MTIME = 1577836800  # 2020-01-01T00:00:00Z
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-
-
-# --------------------------------------------------------------------------- builders
-
-
-@dataclass(frozen=True)
-class Built:
-    """A built distribution file held in memory, plus what an index says about it."""
-
-    filename: str
-    data: bytes = field(repr=False)
-    sha256: str
-    metadata: bytes = field(repr=False)
-    name: str = ""
-    version: str = ""
-    requires_python: str | None = None
-
-    @property
-    def size(self) -> int:
-        """Length of the file in bytes (what PEP 700 calls `size`)."""
-        return len(self.data)
-
-    @property
-    def metadata_sha256(self) -> str:
-        """Hash of the core metadata, as announced by PEP 658/714."""
-        return hashlib.sha256(self.metadata).hexdigest()
-
-
-def dist_name(name: str) -> str:
-    """The wheel/sdist file-name form of a project name (PEP 427 / PEP 625 escaping)."""
-    return canonicalize_name(name).replace("-", "_")
-
-
-def _record_hash(data: bytes) -> str:
-    digest = hashlib.sha256(data).digest()
-    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _metadata(
-    name: str,
-    version: str,
-    summary: str,
-    requires_dist: Sequence[str],
-    requires_python: str | None,
-) -> bytes:
-    lines = [
-        "Metadata-Version: 2.1",
-        f"Name: {name}",
-        f"Version: {version}",
-        f"Summary: {summary}",
-    ]
-    if requires_python:
-        lines.append(f"Requires-Python: {requires_python}")
-    lines.extend(f"Requires-Dist: {req}" for req in requires_dist)
-    return ("\n".join(lines) + "\n\n").encode("utf-8")
-
-
-def _blob(seed: str, size: int) -> bytes:
-    """Deterministic incompressible bytes, so large test files stay large on the wire."""
-    return random.Random(seed).randbytes(size)
-
-
-def build_wheel(
-    name: str,
-    version: str,
-    *,
-    requires_dist: Sequence[str] = (),
-    requires_python: str | None = None,
-    extra_bytes: int = 0,
-    summary: str = "A tiny test package",
-) -> Built:
-    """Build a real, pip-installable pure-Python wheel in memory, byte-for-byte reproducibly."""
-    dist = dist_name(name)
-    wheel_version = str(Version(version)).replace("-", "_")
-    info = f"{dist}-{wheel_version}.dist-info"
-    metadata = _metadata(name, version, summary, requires_dist, requires_python)
-    wheel_file = (
-        "Wheel-Version: 1.0\n"
-        "Generator: pypiproxy-tests\n"
-        "Root-Is-Purelib: true\n"
-        "Tag: py3-none-any\n\n"
-    ).encode("ascii")
-    members: list[tuple[str, bytes, int]] = [
-        (f"{dist}/__init__.py", f'VERSION = "{version}"\n'.encode(), zipfile.ZIP_DEFLATED),
-    ]
-    if extra_bytes:
-        members.append(
-            (f"{dist}/blob.bin", _blob(f"{dist}-{version}", extra_bytes), zipfile.ZIP_STORED)
-        )
-    members += [
-        (f"{info}/METADATA", metadata, zipfile.ZIP_DEFLATED),
-        (f"{info}/WHEEL", wheel_file, zipfile.ZIP_DEFLATED),
-    ]
-    record = io.StringIO()
-    writer = csv.writer(record, lineterminator="\n")
-    for path, data, _ in members:
-        writer.writerow([path, _record_hash(data), len(data)])
-    writer.writerow([f"{info}/RECORD", "", ""])
-    members.append((f"{info}/RECORD", record.getvalue().encode(), zipfile.ZIP_DEFLATED))
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path, data, compress in members:
-            zi = zipfile.ZipInfo(path, date_time=_ZIP_TIME)
-            zi.external_attr = 0o644 << 16
-            zi.create_system = 3
-            zi.compress_type = compress
-            zf.writestr(zi, data)
-    data = buf.getvalue()
-    return Built(
-        filename=f"{dist}-{wheel_version}-py3-none-any.whl",
-        data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
-        metadata=metadata,
-        name=name,
-        version=version,
-        requires_python=requires_python,
-    )
-
-
-def build_sdist(
-    name: str,
-    version: str,
-    *,
-    requires_dist: Sequence[str] = (),
-    requires_python: str | None = None,
-    summary: str = "A tiny test package",
-) -> Built:
-    """Build a valid, reproducible `.tar.gz` sdist (PKG-INFO, pyproject.toml, one module)."""
-    dist = dist_name(name)
-    norm_version = str(Version(version))
-    base = f"{dist}-{norm_version}"
-    pkg_info = _metadata(name, version, summary, requires_dist, requires_python)
-    deps = ", ".join(json.dumps(r) for r in requires_dist)
-    pyproject = (
-        "[build-system]\n"
-        'requires = ["setuptools>=61"]\n'
-        'build-backend = "setuptools.build_meta"\n\n'
-        "[project]\n"
-        f"name = {json.dumps(name)}\n"
-        f"version = {json.dumps(version)}\n"
-        f"description = {json.dumps(summary)}\n"
-        f"dependencies = [{deps}]\n"
-        + (f"requires-python = {json.dumps(requires_python)}\n" if requires_python else "")
-    ).encode()
-    members = [
-        (f"{base}/PKG-INFO", pkg_info),
-        (f"{base}/pyproject.toml", pyproject),
-        (f"{base}/{dist}/__init__.py", f'VERSION = "{version}"\n'.encode()),
-    ]
-    raw = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for path, data in members:
-                ti = tarfile.TarInfo(path)
-                ti.size = len(data)
-                ti.mtime = _TAR_MTIME
-                ti.mode = 0o644
-                ti.uid = ti.gid = 0
-                ti.uname = ti.gname = ""
-                tar.addfile(ti, io.BytesIO(data))
-    data = raw.getvalue()
-    return Built(
-        filename=f"{base}.tar.gz",
-        data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
-        metadata=pkg_info,
-        name=name,
-        version=version,
-        requires_python=requires_python,
-    )
 
 
 # --------------------------------------------------------------------------- index model
@@ -611,6 +428,14 @@ class FakeIndex:
         self.other_port = other.getHost().port
         return defer.succeed(self)
 
+    def serve_in_memory(self, reactor: Any, port: int, other_port: int) -> IResource:
+        """The resource an in-memory agent drives instead of a socket (see memory.py): it
+        tells the main from the "other host" port by the port the agent was asked for, and the
+        URLs name these ports. ``reactor`` runs the timers of slow and delayed answers."""
+        self._reactor = reactor
+        self.port, self.other_port = port, other_port
+        return _Root(self)
+
     def stop(self) -> defer.Deferred[None]:
         """Stop listening, cancel timers and abort open connections (no dirty reactor)."""
         return defer.ensureDeferred(self._stop())
@@ -627,10 +452,9 @@ class FakeIndex:
                 if proto.transport is not None:
                     proto.transport.abortConnection()
         # abortConnection reports connectionLost one reactor turn later; let it run.
-        for _ in range(50):
-            if not self._factory or not self._factory.protocols:
-                break
-            await deferLater(self._reactor, 0.01, lambda: None)
+        factory = self._factory
+        await wait_until(lambda: not factory or not factory.protocols, timeout=5, interval=0.01,
+                         what="the fake index's connections to close")
 
     # ------------------------------------------------------------------ request handling
 

@@ -1,0 +1,31 @@
+"""What a cache directory holds, as the tests look at it: stored files, temporaries, file URLs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urljoin
+
+__all__ = ["cached_files", "file_path", "temporaries"]
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def cached_files(cache_dir: Path) -> dict[str, bytes]:
+    """Every file in the content-addressed store by name: the files (named by their sha256)
+    and the ``<sha256>.metadata`` sidecars beside them."""
+    return {path.name: path.read_bytes() for path in (cache_dir / "files").glob("*/*") if path.is_file()}
+
+
+def temporaries(cache_dir: Path) -> list[Path]:
+    """The temporary files of every process that uses the directory (downloads, uploads)."""
+    return sorted(path for path in (cache_dir / "tmp").glob("*/*"))
+
+
+async def file_path(proxy, project: str, filename: str) -> str:
+    """The proxy's URL path for one file, read from its JSON page."""
+    _, body = await proxy.get(f"simple/{project}/", {"Accept": JSON})
+    for f in json.loads(body)["files"]:
+        if f["filename"] == filename:
+            return urljoin(f"http://p/simple/{project}/", f["url"]).removeprefix("http://p/")
+    raise KeyError(filename)
