@@ -78,6 +78,27 @@ def parse_size(value: str, option: str = "--max-cache-size") -> int:
     return int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str, option: str = "--min-age") -> float:
+    """``7d``, ``36h``, ``90m``, ``30s`` or plain seconds, as seconds (above zero)."""
+    match = _DURATION.match(value)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{option}: not a duration: {value!r} (try 7d or 36h)")
+    number, unit = match.groups()
+    return float(number) * _SECONDS[unit.lower()]
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people write it back: ``7d``, ``36h``, ``90s``."""
+    for unit in ("d", "h", "m"):
+        if seconds >= _SECONDS[unit] and seconds % _SECONDS[unit] == 0:
+            return f"{int(seconds // _SECONDS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_number(value: str, option: str, *, zero: bool = False, kind: type = float) -> float:
     """A finite number above zero (or zero too, with ``zero``), of ``kind`` (float or int)."""
     try:
@@ -108,3 +129,8 @@ class Config:
     max_cache_size: int | None = None
     max_upload_size: int = 1024**3
     access_log: Path | None = None
+    # The supply-chain guard (pypiproxy.guard): each empty/None means that rule is off.
+    min_age: float | None = None
+    min_age_exempt: tuple[str, ...] = ()  # normalised project names
+    block: Path | None = None
+    allow_only: Path | None = None

@@ -25,6 +25,10 @@ COUNTERS = {
     "hash_mismatches": "downloads refused because their hash did not match the index",
     "uploads": "files uploaded to the private store",
     "evictions": "cached files evicted to stay under --max-cache-size",
+    "held_files": "file and metadata requests answered 404 because --min-age holds the file back",
+    "blocked_files": "file and metadata requests answered 403 because a --block rule matches",
+    "refused_files": "file and metadata requests refused because the project is quarantined (PEP 792)",
+    "refused_projects": "page and file requests for an upstream project not in the --allow-only list",
 }
 
 

@@ -4,12 +4,12 @@ from .download import Download, HashMismatch
 from .eviction import LRUBudget
 from .files import CachedFile, FileCache, NotCached
 from .metadata import MetadataCache
-from .pages import CachedPage, PageCache, ProjectNotFound
+from .pages import CachedPage, FileWithheld, PageCache, ProjectNotFound, Withheld
 from .rendered import RenderedPage, render_names, render_page
 from .store import KEY, FileStore, cache_key
 
 __all__ = [
-    "KEY", "CachedFile", "CachedPage", "Download", "FileCache", "FileStore", "HashMismatch", "LRUBudget",
+    "KEY", "CachedFile", "CachedPage", "Download", "FileCache", "FileStore", "FileWithheld", "HashMismatch", "LRUBudget",
     "MetadataCache", "NotCached", "PageCache", "ProjectNotFound", "RenderedPage", "cache_key",
-    "render_names", "render_page",
+    "Withheld", "render_names", "render_page",
 ]

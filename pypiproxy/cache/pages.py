@@ -6,7 +6,7 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -32,7 +32,29 @@ MEMORY_PAGES = 512
 
 
 class ProjectNotFound(Exception):
-    """No upstream (and no cache) knows this project."""
+    """No upstream (and no cache) knows this project; or a tier in front refuses it, saying why."""
+
+    def __init__(self, name: str, reason: str | None = None) -> None:
+        super().__init__(name)
+        self.reason = reason  # None: simply unknown
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A file the index lists that a tier in front does not offer: the answer its URL gets."""
+
+    entry: simple.FileEntry
+    status: int  # 404 (not yet, not here) or 403 (never)
+    reason: str
+    counter: str  # the Stats counter such answers add to
+
+
+class FileWithheld(Exception):
+    """A file a tier in front will not serve; ``withheld`` says how to answer."""
+
+    def __init__(self, withheld: Withheld) -> None:
+        super().__init__(withheld.reason)
+        self.withheld = withheld
 
 
 @dataclass
@@ -45,6 +67,8 @@ class CachedPage:
     etag: str | None = None
     last_modified: str | None = None
     retry_at: float = 0.0
+    # By file name: the index's files a tier in front left out of ``page``, and why.
+    withheld: Mapping[str, Withheld] = field(default_factory=dict)
     _rendered: tuple[int, RenderedPage] | None = field(default=None, repr=False)
 
     def rendered(

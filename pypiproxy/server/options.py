@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 
 from twisted.internet import endpoints
+from packaging.utils import canonicalize_name
 from twisted.python import usage
 
+from .. import simple
 from ..auth import load_htpasswd
-from ..config import DEFAULT_LISTEN, Config, parse_number, parse_size, parse_upstream
+from ..config import DEFAULT_LISTEN, Config, parse_duration, parse_number, parse_size, parse_upstream
+from ..guard import RuleError, load, parse_allow, parse_block
 from ..upstream import trust_root
 
 def _readable_file(option: str, value: str, mode: str = "rb") -> Path:
@@ -48,6 +51,9 @@ class Options(usage.Options):
         ["max-cache-size", None, None, "Evict least-recently-used upstream files above SIZE (500M, 20G)."],
         ["max-upload-size", None, "1G", "Largest accepted upload (K/M/G/T are powers of 1024)."],
         ["access-log", None, None, "Write the access log (combined format) to FILE instead of the server log."],
+        ["min-age", None, None, "Hold back upstream files uploaded less than DURATION ago (7d, 36h)."],
+        ["block", None, None, "Never offer nor serve upstream files matching these requirements (a file)."],
+        ["allow-only", None, None, "Serve only these upstream projects (a file of names)."],
     ]
 
     def __init__(self) -> None:
@@ -55,6 +61,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["upstream"] = []
         self["allow-from"] = []
+        self["min-age-exempt"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """Twisted server endpoint string; repeatable [default: tcp:3141:interface=127.0.0.1]."""
@@ -67,6 +74,12 @@ class Options(usage.Options):
     def opt_allow_from(self, cidr: str) -> None:
         """Only serve these networks (CIDR); repeatable [default: everyone]."""
         self["allow-from"].append(cidr)
+
+    def opt_min_age_exempt(self, name: str) -> None:
+        """A project --min-age does not hold back; repeatable."""
+        if not simple.VALID_NAME.match(name):
+            raise ValueError(f"--min-age-exempt: not a project name: {name!r}")
+        self["min-age-exempt"].append(canonicalize_name(name))
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         # twistd answers a usage error with the whole help text on stdout; we promise one
@@ -108,6 +121,11 @@ class Options(usage.Options):
         upstream_ca = self["upstream-ca"] and _readable_file("--upstream-ca", self["upstream-ca"])
         if upstream_ca:
             trust_root(upstream_ca)  # a file without a PEM certificate is an error now
+        min_age = self["min-age"]
+        if self["min-age-exempt"] and not min_age:
+            raise ValueError("--min-age-exempt needs --min-age DURATION (what it exempts from)")
+        block = self["block"] and _rules_file("--block", self["block"], parse_block)
+        allow_only = self["allow-only"] and _rules_file("--allow-only", self["allow-only"], parse_allow)
         return Config(
             listen=listen,
             upstreams=() if no_upstream else upstreams,
@@ -123,7 +141,21 @@ class Options(usage.Options):
             max_cache_size=parse_size(max_cache) if max_cache else None,
             max_upload_size=parse_size(self["max-upload-size"], "--max-upload-size"),
             access_log=self["access-log"] and _readable_file("--access-log", self["access-log"], mode="a"),
+            min_age=parse_duration(min_age) if min_age else None,
+            min_age_exempt=tuple(self["min-age-exempt"]),
+            block=block or None,
+            allow_only=allow_only or None,
         )
+
+
+def _rules_file(option: str, value: str, parse) -> Path:  # type: ignore[no-untyped-def]
+    """The path, once its rules parse (a bad line is an error now, naming the line)."""
+    path = _readable_file(option, value)
+    try:
+        load(path, parse)
+    except RuleError as e:
+        raise ValueError(f"{option}: {e}") from None
+    return path
 
 
 def _check_endpoint(description: str) -> None:

@@ -12,6 +12,7 @@ from twisted.web.server import Site
 
 from ..cache import FileCache, FileStore, LRUBudget, MetadataCache, PageCache
 from ..config import Config
+from ..guard import Clearance, Guard, GuardedFiles, GuardedPages
 from ..private import PrivateFiles, PrivatePages, PrivateStore
 from ..stats import Stats
 from ..upstream import UpstreamClient
@@ -73,19 +74,23 @@ def build_site(
         )
     cache_dir = config.cache_dir
     store = FileStore(cache_dir)
-    # The private tier answers first: a private name never shows the upstream's files.
+    # The private tier answers first: a private name never shows the upstream's files. Behind
+    # it the guard sees every upstream page and file (private ones are never held or blocked).
     private = PrivateStore(cache_dir / "private", store.temporary)
     private.repair()
-    pages = PrivatePages(
-        PageCache(cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats, store, to_thread),
-        private,
-        reactor,
+    guard = Guard(reactor, config.min_age, config.min_age_exempt, config.block, config.allow_only)
+    clearance = Clearance(guard)
+    log.info("supply-chain guard: {rules}", rules=guard.describe())
+    page_cache = PageCache(
+        cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats, store, to_thread
     )
+    pages = PrivatePages(GuardedPages(page_cache, guard, clearance, reactor, stats, to_thread), private, reactor)
     metadata = MetadataCache(store, stats, to_thread)
     budget = None
     if config.max_cache_size is not None:
         budget = LRUBudget(store, config.max_cache_size, stats, reactor, on_evict=metadata.forget)
-    files = PrivateFiles(FileCache(store, client, stats, metadata, to_thread, budget), private)
+    file_cache = FileCache(store, client, stats, metadata, to_thread, budget)
+    files = PrivateFiles(GuardedFiles(file_cache, guard, clearance), private)
     root = Root(
         Components(pages=pages, files=files, stats=stats, ttl=config.index_ttl, clock=reactor, to_thread=to_thread)
     )

@@ -12,7 +12,16 @@ from .filenames import (
     parse_filename,
     version_of,
 )
-from .model import API_VERSION, FileEntry, FileURL, IndexFormatError, ProjectPage, derive_versions
+from .model import (
+    API_VERSION,
+    QUARANTINED,
+    FileEntry,
+    FileURL,
+    IndexFormatError,
+    ProjectPage,
+    api_version_of,
+    derive_versions,
+)
 from .negotiation import HTML_V1, JSON_V1, TEXT_HTML, accepts_gzip, negotiate, parse_qualities
 from .pep503 import parse_project_html, parse_project_list_html, render_project_html, render_project_list_html
 from .pep691 import (
@@ -28,7 +37,8 @@ from .pep691 import (
 
 __all__ = [
     "API_VERSION", "BadFilename", "FileEntry", "FileURL", "HTML_V1", "IndexFormatError", "JSON_V1",
-    "NORMALISED_NAME", "ProjectPage", "TEXT_HTML", "VALID_NAME", "accepts_gzip", "derive_versions",
+    "NORMALISED_NAME", "ProjectPage", "QUARANTINED", "TEXT_HTML", "VALID_NAME", "accepts_gzip", "api_version_of",
+    "derive_versions",
     "file_to_json", "is_distribution_name", "negotiate", "parse_filename", "parse_project",
     "parse_project_html", "parse_project_json", "parse_project_list", "parse_qualities",
     "project_from_json", "project_to_json", "render_project_html", "render_project_json",

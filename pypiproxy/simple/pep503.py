@@ -17,6 +17,7 @@ class _AnchorCollector(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.anchors: list[tuple[dict[str, str | None], str]] = []
         self.base: str | None = None
+        self.meta: dict[str, str] = {}  # <meta name=... content=...>, the first of each name
         self._open: dict[str, str | None] | None = None
         self._text: list[str] = []
 
@@ -26,6 +27,10 @@ class _AnchorCollector(HTMLParser):
         elif tag == "a":
             self._open = dict(attrs)
             self._text = []
+        elif tag == "meta":
+            found = dict(attrs)
+            if found.get("name") and found.get("content") is not None:
+                self.meta.setdefault(found["name"].lower(), found["content"] or "")
 
     def handle_data(self, data: str) -> None:
         if self._open is not None:
@@ -77,9 +82,18 @@ def parse_project_html(body: bytes, page_url: str, name: str) -> ProjectPage:
                 has_metadata=has_metadata,
                 metadata_hashes=metadata_hashes,
                 gpg_sig=None if gpg is None else gpg.lower() == "true",
+                provenance=attrs.get("data-provenance") or None,
             )
         )
-    return ProjectPage(name=canonicalize_name(name), files=tuple(files))
+    meta = collector.meta
+    return ProjectPage(
+        name=canonicalize_name(name),
+        files=tuple(files),
+        status=meta.get("pypi:project-status") or None,
+        status_reason=meta.get("pypi:project-status-reason") or None,
+        # PEP 629: a page that says nothing is 1.0.
+        api_version=meta.get("pypi:repository-version") or "1.0",
+    )
 
 
 def parse_project_list_html(body: bytes) -> list[str]:
@@ -93,6 +107,7 @@ def render_project_html(page: ProjectPage, file_url: FileURL) -> bytes:
         "<html>",
         "  <head>",
         f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        *_status_meta(page),
         f"    <title>Links for {html.escape(name)}</title>",
         "  </head>",
         "  <body>",
@@ -119,9 +134,21 @@ def render_project_html(page: ProjectPage, file_url: FileURL) -> bytes:
             attrs.append(f'data-dist-info-metadata="{html.escape(value)}"')
         if entry.gpg_sig is not None:
             attrs.append(f'data-gpg-sig="{"true" if entry.gpg_sig else "false"}"')
+        if entry.provenance is not None:
+            attrs.append(f'data-provenance="{html.escape(entry.provenance)}"')
         lines.append(f"    <a {' '.join(attrs)}>{html.escape(entry.filename)}</a><br>")
     lines += ["  </body>", "</html>", ""]
     return "\n".join(lines).encode()
+
+
+def _status_meta(page: ProjectPage) -> list[str]:
+    """PEP 792's meta tags, where the index gave a status."""
+    if page.status is None:
+        return []
+    lines = [f'    <meta name="pypi:project-status" content="{html.escape(page.status)}">']
+    if page.status_reason is not None:
+        lines.append(f'    <meta name="pypi:project-status-reason" content="{html.escape(page.status_reason)}">')
+    return lines
 
 
 def render_project_list_html(names: Iterable[str]) -> bytes:

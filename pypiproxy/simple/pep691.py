@@ -8,7 +8,19 @@ from urllib.parse import urldefrag, urljoin
 
 from packaging.utils import canonicalize_name
 
-from .model import API_VERSION, FileEntry, FileURL, IndexFormatError, ProjectPage, split_hash
+from .model import API_VERSION, FileEntry, FileURL, IndexFormatError, ProjectPage, api_version_of, split_hash
+
+# The keys we read into the model; any other key an index adds is kept as it gave it.
+_FILE_KEYS = frozenset({
+    "filename", "url", "hashes", "requires-python", "yanked", "core-metadata", "dist-info-metadata",
+    "gpg-sig", "size", "upload-time", "provenance",
+})
+_PROJECT_KEYS = frozenset({"meta", "name", "versions", "files", "project-status"})
+
+
+def _unknown(item: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """An index's own additions (PEP 708's ``tracks``, say), without ``_``-prefixed private ones."""
+    return {k: v for k, v in item.items() if k not in known and not str(k).startswith("_")}
 
 
 def file_to_json(entry: FileEntry, url: str) -> dict[str, Any]:
@@ -28,17 +40,29 @@ def file_to_json(entry: FileEntry, url: str) -> dict[str, Any]:
         out["size"] = entry.size
     if entry.upload_time is not None:
         out["upload-time"] = entry.upload_time
+    if entry.provenance is not None:
+        out["provenance"] = entry.provenance
+    for key, value in entry.extra.items():
+        out.setdefault(key, value)
     return out
 
 
 def project_to_json(page: ProjectPage, file_url: FileURL | None = None) -> dict[str, Any]:
     """The PEP 691 project object; file URLs as ``file_url`` says, else the entries' own."""
-    return {
-        "meta": {"api-version": API_VERSION},
+    out: dict[str, Any] = {
+        "meta": {"api-version": api_version_of(page)},
         "name": canonicalize_name(page.name),
         "versions": list(page.all_versions()),
         "files": [file_to_json(entry, file_url(entry) if file_url else entry.url) for entry in page.files],
     }
+    if page.status is not None:
+        status: dict[str, str] = {"status": page.status}
+        if page.status_reason is not None:
+            status["reason"] = page.status_reason
+        out["project-status"] = status
+    for key, value in page.extra.items():
+        out.setdefault(key, value)
+    return out
 
 
 def _metadata(value: object) -> tuple[bool, dict[str, str]]:
@@ -80,16 +104,29 @@ def project_from_json(data: Any, page_url: str, name: str) -> ProjectPage:
                     gpg_sig=item.get("gpg-sig"),
                     size=size if isinstance(size, int) else None,
                     upload_time=item.get("upload-time"),
+                    provenance=item.get("provenance"),
+                    extra=_unknown(item, _FILE_KEYS),
                 )
             )
         versions = data.get("versions")
+        status = data.get("project-status")
+        if not isinstance(status, Mapping):
+            status = {}
         return ProjectPage(
             name=canonicalize_name(data.get("name") or name),
             files=tuple(files),
             versions=tuple(versions) if isinstance(versions, list) else None,
+            status=_text(status.get("status")),
+            status_reason=_text(status.get("reason")),
+            api_version=_text((data.get("meta") or {}).get("api-version")) or "1.0",
+            extra=_unknown(data, _PROJECT_KEYS),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise IndexFormatError(f"not a PEP 691 project page: {e}") from e
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def parse_project_list_json(body: bytes) -> list[str]:

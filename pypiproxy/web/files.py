@@ -9,7 +9,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from .. import simple
-from ..cache import KEY, CachedFile, ProjectNotFound, cache_key
+from ..cache import KEY, CachedFile, CachedPage, FileWithheld, ProjectNotFound, Withheld, cache_key
 from ..interfaces import IFileSource
 from ..stats import Stats
 from ..upstream import UpstreamError
@@ -57,6 +57,15 @@ class Files(Resource):
             entry = await self._find(project, key, filename)
             if entry is None:
                 return not_found(f"{filename} is not a file of {project}")
+            if isinstance(entry, Withheld):
+                raise FileWithheld(entry)
+            if not metadata:
+                # A tier in front (the guard) may clear a cached file only once it has seen
+                # the file's entry in its page: ask again now that it has.
+                cached = self._files.cached(key)
+                if cached is not None:
+                    self._stats.incr("cache_hits")
+                    return serve_file(request, cached, key, hit=True, stats=self._stats, clock=self._clock)
             if metadata:
                 data = await self._files.metadata(key, entry)
                 if data is None:
@@ -84,23 +93,31 @@ class Files(Resource):
                     if piped is not None:
                         return await _pipe_range(request, key, *piped, stats=self._stats)
                 source = await download.when_started()
+        except ProjectNotFound as e:  # refused by a tier in front; it says why
+            return not_found(e.reason or f"no project named {project!r}")
+        except FileWithheld as e:
+            self._stats.incr(e.withheld.counter)
+            return error_page(e.withheld.status, e.withheld.reason)
         except UpstreamError as e:
             return upstream_error(e)
         return serve_file(
             request, source, key, hit=isinstance(source, CachedFile), stats=self._stats, clock=self._clock
         )
 
-    async def _find(self, project: str, key: str, filename: str) -> simple.FileEntry | None:
-        """The index's entry for a file: from the page we hold, else a fresh page."""
+    async def _find(self, project: str, key: str, filename: str) -> simple.FileEntry | Withheld | None:
+        """The index's entry for a file (or why a tier in front withholds it): from the page
+        we hold, else a fresh page. A project a tier in front refuses raises ProjectNotFound."""
         cached = await self._pages.cached(project)
-        entry = _entry_with_key(cached.page if cached else None, key, filename)
+        entry = _entry_with_key(cached, key, filename)
         if entry is not None:
             return entry
         try:
             fresh = await self._pages.project(project)
-        except ProjectNotFound:
+        except ProjectNotFound as e:
+            if e.reason is not None:
+                raise
             return None
-        return _entry_with_key(fresh.page, key, filename)
+        return _entry_with_key(fresh, key, filename)
 
 
 # Larger ranges are answered from the download like whole files; small ones may pass through.
@@ -132,12 +149,15 @@ async def _pipe_range(
     return b""
 
 
-def _entry_with_key(page: simple.ProjectPage | None, key: str, filename: str) -> simple.FileEntry | None:
-    if page is None:
+def _entry_with_key(cached: CachedPage | None, key: str, filename: str) -> simple.FileEntry | Withheld | None:
+    if cached is None:
         return None
-    entry = page.find(filename)
+    entry = cached.page.find(filename)
     if entry is not None and cache_key(entry) == key:
         return entry
+    withheld = cached.withheld.get(filename)
+    if withheld is not None and cache_key(withheld.entry) == key:
+        return withheld
     return None
 
 

@@ -118,8 +118,8 @@ class ProjectPage(Resource):
     async def _answer(self, request: Request, name: str) -> IResource | bytes:
         try:
             cached = await self._components.pages.project(name)
-        except ProjectNotFound:
-            return not_found(f"no project named {name!r}")
+        except ProjectNotFound as e:
+            return not_found(e.reason or f"no project named {name!r}")
         except UpstreamError as e:
             return upstream_error(e)
         return self._serve(request, name, cached)
