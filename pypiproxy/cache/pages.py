@@ -69,6 +69,8 @@ class CachedPage:
     retry_at: float = 0.0
     # By file name: the index's files a tier in front left out of ``page``, and why.
     withheld: Mapping[str, Withheld] = field(default_factory=dict)
+    # Why no file of this project is served at all (PEP 792 quarantine), listed or not.
+    closed: str | None = None
     _rendered: tuple[int, RenderedPage] | None = field(default=None, repr=False)
 
     def rendered(

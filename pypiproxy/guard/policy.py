@@ -38,6 +38,7 @@ class Applied:
     page: simple.ProjectPage
     withheld: dict[str, Withheld]
     valid_until: float
+    closed: str | None = None  # why no file of the project is served, listed or not
 
 
 class Guard:
@@ -96,7 +97,7 @@ class Guard:
             reason = f"project {name!r} is quarantined by its index" + (
                 f": {page.status_reason}" if page.status_reason else "")
             withheld = {e.filename: Withheld(e, 404, reason, REFUSED) for e in page.files}
-            return Applied(replace(page, files=(), versions=()), withheld, math.inf)
+            return Applied(replace(page, files=(), versions=()), withheld, math.inf, closed=reason)
         now = self._clock.seconds()
         rules = self.rules()
         offered: list[simple.FileEntry] = []

@@ -47,7 +47,7 @@ class BlockRule:
         if version is None:
             return False
         try:
-            # A blocked pre-release is blocked too: ``foo<2`` must cover ``foo 2.0rc1``'s kin.
+            # A pre-release in the range is blocked too (``foo<2`` blocks ``foo 1.5b1``).
             return self.specifier.contains(Version(version), prereleases=True)
         except InvalidVersion:
             return False

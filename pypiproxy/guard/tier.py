@@ -144,7 +144,7 @@ class GuardedPages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
             applied, keys = await self._to_thread(_apply, self._guard, page)
         else:
             applied, keys = _apply(self._guard, page)
-        if not applied.withheld:
+        if not applied.withheld and applied.closed is None:
             offered = cached
         else:
             offered = CachedPage(
@@ -154,6 +154,7 @@ class GuardedPages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
                 etag=cached.etag,
                 last_modified=cached.last_modified,
                 withheld=applied.withheld,
+                closed=applied.closed,
             )
         self._clearance.remember(name, _Guarded(cached, page, rules, applied.valid_until, offered, keys))
         return offered

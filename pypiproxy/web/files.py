@@ -109,8 +109,10 @@ class Files(Resource):
         we hold, else a fresh page. A project a tier in front refuses raises ProjectNotFound."""
         cached = await self._pages.cached(project)
         entry = _entry_with_key(cached, key, filename)
-        if entry is not None:
+        if isinstance(entry, simple.FileEntry):
             return entry
+        # Not there, or withheld by what we last heard (a quarantine may have been lifted
+        # since): the page as it is now, revalidated if it is due.
         try:
             fresh = await self._pages.project(project)
         except ProjectNotFound as e:
@@ -158,6 +160,10 @@ def _entry_with_key(cached: CachedPage | None, key: str, filename: str) -> simpl
     withheld = cached.withheld.get(filename)
     if withheld is not None and cache_key(withheld.entry) == key:
         return withheld
+    if cached.closed is not None:
+        # The index no longer lists the project's files (a quarantine): nor do we serve
+        # those we cached before, saying why.
+        return Withheld(simple.FileEntry(filename, ""), 404, cached.closed, "refused_files")
     return None
 
 

@@ -82,6 +82,8 @@ class FileEntry:
     behaviour: str = "ok"
     gpg_sig: bool = False
     upload_time: str | None = None
+    provenance: str | None = None  # PEP 740: a URL, sent as given
+    extra: dict[str, Any] = field(default_factory=dict)  # more JSON keys, as an index may add
 
     @property
     def filename(self) -> str:
@@ -108,6 +110,8 @@ class RequestRecord:
 class _Project:
     display_name: str
     files: dict[str, FileEntry] = field(default_factory=dict)
+    status: str | None = None  # PEP 792
+    status_reason: str | None = None
 
 
 def negotiate(accept: str | None, format_param: str | None = None) -> str:
@@ -281,7 +285,9 @@ class FakeIndex:
         hang_pages: bool = False,
         slow_chunks: int = 5,
         slow_delay: float = 0.1,
+        api_version: str = "1.1",
     ) -> None:
+        self.api_version = api_version  # what pages say (PEP 629); 1.4 with status and provenance
         self.url_style = url_style  # "relative" | "absolute" | "other-host"
         self.require_auth = require_auth
         self.fail_pages = fail_pages  # every /simple/ request answers this status
@@ -320,6 +326,8 @@ class FakeIndex:
         behaviour: str = "ok",
         gpg_sig: bool = False,
         upload_time: str | None = None,
+        provenance: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> FileEntry:
         """Offer a file; requires_python defaults to the one the file was built with."""
         if behaviour not in BEHAVIOURS:
@@ -335,10 +343,18 @@ class FakeIndex:
             behaviour=behaviour,
             gpg_sig=gpg_sig,
             upload_time=upload_time,
+            provenance=provenance,
+            extra=dict(extra or {}),
         )
         project.files[built.filename] = entry
         self.serial += 1
         return entry
+
+    def set_status(self, project_name: str, status: str | None, reason: str | None = None) -> None:
+        """PEP 792: mark a project quarantined, archived, deprecated (None: no marker)."""
+        project = self._projects[canonicalize_name(project_name)]
+        project.status, project.status_reason = status, reason
+        self.serial += 1
 
     def remove(self, filename: str) -> None:
         """Stop offering a file (e.g. to test that a cached copy outlives the upstream's)."""
@@ -617,19 +633,34 @@ class FakeIndex:
             }
             if entry.upload_time is not None:
                 item["upload-time"] = entry.upload_time
+            if entry.provenance is not None:
+                item["provenance"] = entry.provenance
+            item.update(entry.extra)
             files.append(item)
-        doc = {
-            "meta": {"api-version": "1.1", "_last-serial": self.serial},
+        quarantined = project.status == "quarantined"
+        doc: dict[str, Any] = {
+            "meta": {"api-version": self.api_version, "_last-serial": self.serial},
             "name": canonicalize_name(project.display_name),
-            "versions": self._versions(project.files.values()),
-            "files": files,
+            # PEP 792: a quarantined project offers no files (its files stay served, so a
+            # test can see a proxy refuse what it cached before).
+            "versions": [] if quarantined else self._versions(project.files.values()),
+            "files": [] if quarantined else files,
         }
+        if project.status is not None:
+            doc["project-status"] = {"status": project.status}
+            if project.status_reason is not None:
+                doc["project-status"]["reason"] = project.status_reason
         return json.dumps(doc, indent=1).encode()
 
     def _project_html(self, project: _Project) -> bytes:
         norm = canonicalize_name(project.display_name)
         anchors = []
-        for entry in project.files.values():
+        status = ""
+        if project.status is not None:
+            status = f'    <meta name="pypi:project-status" content="{html.escape(project.status)}">\n'
+            if project.status_reason is not None:
+                status += f'    <meta name="pypi:project-status-reason" content="{html.escape(project.status_reason)}">\n'
+        for entry in [] if project.status == "quarantined" else project.files.values():
             attrs = [f'href="{html.escape(self._link(entry))}#sha256={entry.built.sha256}"']
             if entry.requires_python:
                 attrs.append(f'data-requires-python="{html.escape(entry.requires_python)}"')
@@ -641,11 +672,14 @@ class FakeIndex:
                 attrs.append(f'data-dist-info-metadata="{digest}"')
                 attrs.append(f'data-core-metadata="{digest}"')
             attrs.append(f'data-gpg-sig="{"true" if entry.gpg_sig else "false"}"')
+            if entry.provenance is not None:
+                attrs.append(f'data-provenance="{html.escape(entry.provenance)}"')
             anchors.append(f"    <a {' '.join(attrs)}>{html.escape(entry.filename)}</a><br/>")
         return (
             "<!DOCTYPE html>\n<html>\n  <head>\n"
-            '    <meta name="pypi:repository-version" content="1.1">\n'
-            f"    <title>Links for {html.escape(norm)}</title>\n  </head>\n  <body>\n"
+            f'    <meta name="pypi:repository-version" content="{self.api_version}">\n'
+            + status
+            + f"    <title>Links for {html.escape(norm)}</title>\n  </head>\n  <body>\n"
             f"    <h1>Links for {html.escape(norm)}</h1>\n"
             + "\n".join(anchors)
             + "\n  </body>\n</html>\n"
