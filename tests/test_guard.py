@@ -472,3 +472,26 @@ async def test_each_page_says_its_own_upstreams_api_version(make_proxy, fake_ind
         assert (await page_json(proxy2, "new"))["meta"]["api-version"] == "1.4"
     finally:
         await newer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_warm_through_a_guarded_tier_warms_only_what_it_offers(make_proxy, fake_index, wheels, tmp_path):
+    from test_warm import file_requests, warm
+
+    old, new, evil = wheels.wheel("demo", "1.0"), wheels.wheel("demo", "2.0"), wheels.wheel("demo", "1.5")
+    fake_index.add("demo", old, upload_time=ago(30))
+    fake_index.add("demo", evil, upload_time=ago(20))
+    fake_index.add("demo", new, upload_time=ago(1))
+    fake_index.add("other", wheels.wheel("other", "1.0"))
+    block = tmp_path / "block.txt"
+    block.write_text("demo==1.5\n")
+    allow = tmp_path / "allow.txt"
+    allow.write_text("demo\n")
+    proxy = await make_proxy(fake_index.url, min_age=7 * DAY, block=block, allow_only=allow)
+    code, out, err = await warm("demo", "--index", proxy.url)
+    assert code == 0, (out, err)
+    assert file_requests(fake_index) == [old.filename]  # 2.0 held, 1.5 blocked
+    code, out, err = await warm("demo==1.5", "--index", proxy.url)
+    assert code != 0 and fake_index.count(evil.filename) == 0
+    code, out, err = await warm("other", "--index", proxy.url)
+    assert code != 0 and fake_index.count("/simple/other/") == 0

@@ -78,3 +78,47 @@ def test_bad_options_end_with_one_line_naming_the_value(argv, named, tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
     assert "topsecret" not in result.stderr
     assert not (tmp_path / "pypiproxy-data").exists(), "nothing may be created before validation"
+
+
+def test_guard_options(tmp_path):
+    block = tmp_path / "block.txt"
+    block.write_text("evil-pkg\nlitellm==1.82.7\n")
+    allow = tmp_path / "allow.txt"
+    allow.write_text("Django\n")
+    config = parse(
+        "--upstream", "http://x/simple/", "--min-age", "7d", "--min-age-exempt", "Corp_Tool",
+        "--min-age-exempt", "certifi", "--block", str(block), "--allow-only", str(allow),
+    )
+    assert config.min_age == 7 * 86400
+    assert config.min_age_exempt == ("corp-tool", "certifi")
+    assert (config.block, config.allow_only) == (block, allow)
+    assert parse("--upstream", "http://x/simple/", "--min-age", "36h").min_age == 36 * 3600
+    assert parse("--upstream", "http://x/simple/", "--min-age", "90").min_age == 90
+    assert parse("--upstream", "http://x/simple/").min_age is None
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--min-age", "a week"], "--min-age: not a duration: 'a week'"),
+        (["--min-age", "0d"], "--min-age: not a duration: '0d'"),
+        (["--min-age-exempt", "x"], "--min-age-exempt needs --min-age"),
+        (["--min-age", "1d", "--min-age-exempt", "not a name"], "not a project name: 'not a name'"),
+        (["--block", "BLOCK"], "block.txt:2: markers mean nothing"),
+        (["--allow-only", "ALLOW"], "allow.txt:1: not a project name"),
+        (["--block", "/nonexistent/block.txt"], "/nonexistent/block.txt"),
+    ],
+)
+def test_bad_guard_options_are_one_line(args, named, tmp_path):
+    (tmp_path / "block.txt").write_text("ok\nfoo; os_name == 'nt'\n")
+    (tmp_path / "allow.txt").write_text("-bad-\n")
+    args = [str(tmp_path / "block.txt") if a == "BLOCK" else str(tmp_path / "allow.txt") if a == "ALLOW" else a
+            for a in args]
+    result = subprocess.run(
+        [TWISTD, "pypiproxy", "--upstream", "http://x/simple/", *args],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], result.stderr

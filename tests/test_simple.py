@@ -124,3 +124,61 @@ def test_the_legacy_metadata_key_is_read_from_json_and_written_only_to_html():
     assert rendered["core-metadata"] == {"sha256": "bb"} and "dist-info-metadata" not in rendered
     html = simple.render_project_html(page, lambda entry: entry.url).decode()
     assert 'data-core-metadata="sha256=bb"' in html and 'data-dist-info-metadata="sha256=bb"' in html
+
+
+def test_api_version_is_the_lowest_of_the_indexs_and_ours_and_at_least_1_1():
+    page = lambda said: simple.ProjectPage("demo", api_version=said)  # noqa: E731
+    assert simple.API_VERSION == "1.4"
+    assert [simple.api_version_of(page(v)) for v in ("1.0", "1.1", "1.3", "1.4", "1.9", "nonsense", None)] == [
+        "1.1", "1.1", "1.3", "1.4", "1.4", "1.1", "1.4"
+    ]
+
+
+def test_json_keeps_project_status_provenance_and_unknown_keys_but_not_private_ones():
+    body = json.dumps({
+        "meta": {"api-version": "1.4", "_last-serial": 7}, "name": "demo", "versions": ["1.0"],
+        "project-status": {"status": "quarantined", "reason": "malware"},
+        "alternate-locations": ["https://mirror.example/simple/demo/"], "_private": 1,
+        "files": [{
+            "filename": "demo-1.0-py3-none-any.whl", "url": "demo-1.0-py3-none-any.whl",
+            "hashes": {"sha256": "aa"}, "provenance": "https://integrity.example/p", "x-new": [1, 2],
+            "_internal": True,
+        }],
+    }).encode()
+    page = simple.parse_project_json(body, PAGE, "demo")
+    assert (page.status, page.status_reason, page.api_version) == ("quarantined", "malware", "1.4")
+    assert page.extra == {"alternate-locations": ["https://mirror.example/simple/demo/"]}
+    (entry,) = page.files
+    assert entry.provenance == "https://integrity.example/p" and entry.extra == {"x-new": [1, 2]}
+    out = json.loads(simple.render_project_json(page, lambda e: e.url))
+    assert out["meta"] == {"api-version": "1.4"}
+    assert out["project-status"] == {"status": "quarantined", "reason": "malware"}
+    assert out["alternate-locations"] == ["https://mirror.example/simple/demo/"] and "_private" not in out
+    assert out["files"][0]["provenance"] == "https://integrity.example/p"
+    assert out["files"][0]["x-new"] == [1, 2] and "_internal" not in out["files"][0]
+    assert simple.parse_project_json(simple.render_project_json(page, lambda e: e.url), PAGE, "demo") == page
+
+
+def test_html_reads_and_writes_project_status_provenance_and_says_1_4():
+    body = b"""<!DOCTYPE html><html><head>
+    <meta name="pypi:repository-version" content="1.4">
+    <meta name="pypi:project-status" content="archived">
+    <meta name="pypi:project-status-reason" content="see &quot;demo2&quot;">
+    </head><body>
+    <a href="demo-1.0.tar.gz#sha256=aa" data-provenance="https://integrity.example/p">demo-1.0.tar.gz</a>
+    </body></html>"""
+    page = simple.parse_project_html(body, PAGE, "demo")
+    assert (page.status, page.status_reason, page.api_version) == ("archived", 'see "demo2"', "1.4")
+    assert page.files[0].provenance == "https://integrity.example/p"
+    html = simple.render_project_html(page, lambda e: e.url).decode()
+    assert '<meta name="pypi:repository-version" content="1.4">' in html
+    assert '<meta name="pypi:project-status" content="archived">' in html
+    assert '<meta name="pypi:project-status-reason" content="see &quot;demo2&quot;">' in html
+    assert 'data-provenance="https://integrity.example/p"' in html
+    again = simple.parse_project_html(html.encode(), PAGE, "demo")
+    assert (again.status, again.status_reason, again.files[0].provenance) == (
+        page.status, page.status_reason, page.files[0].provenance
+    )
+    plain = simple.parse_project_html(b'<a href="demo-1.0.tar.gz">demo-1.0.tar.gz</a>', PAGE, "demo")
+    assert (plain.status, plain.api_version) == (None, "1.0")  # PEP 629: no meta tag is 1.0
+    assert "pypi:project-status" not in simple.render_project_html(plain, lambda e: e.url).decode()
