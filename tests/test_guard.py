@@ -492,6 +492,8 @@ async def test_warm_through_a_guarded_tier_warms_only_what_it_offers(make_proxy,
     assert code == 0, (out, err)
     assert file_requests(fake_index) == [old.filename]  # 2.0 held, 1.5 blocked
     code, out, err = await warm("demo==1.5", "--index", proxy.url)
-    assert code != 0 and fake_index.count(evil.filename) == 0
+    assert code != 0 and "demo==1.5 (required by command line): no version matches ==1.5" in err
+    assert fake_index.count(evil.filename) == 0
     code, out, err = await warm("other", "--index", proxy.url)
-    assert code != 0 and fake_index.count("/simple/other/") == 0
+    assert code != 0 and "unknown project 'other'" in err
+    assert fake_index.count("/simple/other/") == 0
