@@ -9,7 +9,7 @@ from .rendered import RenderedPage, render_names, render_page
 from .store import KEY, FileStore, cache_key
 
 __all__ = [
-    "KEY", "CachedFile", "CachedPage", "Download", "FileCache", "FileStore", "FileWithheld", "HashMismatch", "LRUBudget",
-    "MetadataCache", "NotCached", "PageCache", "ProjectNotFound", "RenderedPage", "cache_key",
-    "Withheld", "render_names", "render_page",
+    "KEY", "CachedFile", "CachedPage", "Download", "FileCache", "FileStore", "FileWithheld", "HashMismatch",
+    "LRUBudget", "MetadataCache", "NotCached", "PageCache", "ProjectNotFound", "RenderedPage", "Withheld",
+    "cache_key", "render_names", "render_page",
 ]

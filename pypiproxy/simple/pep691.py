@@ -104,7 +104,7 @@ def project_from_json(data: Any, page_url: str, name: str) -> ProjectPage:
                     gpg_sig=item.get("gpg-sig"),
                     size=size if isinstance(size, int) else None,
                     upload_time=item.get("upload-time"),
-                    provenance=item.get("provenance"),
+                    provenance=_text(item.get("provenance")),
                     extra=_unknown(item, _FILE_KEYS),
                 )
             )
