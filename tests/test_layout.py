@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "pypiproxy"
 
 # Each layer may import the layers after it in this list, and itself; never one before it.
-LAYERS = ["server", "commands", "web", "auth", "private", "cache", "upstream", "simple", ""]
+LAYERS = ["server", "commands", "web", "auth", "private", "guard", "cache", "upstream", "simple", ""]
 # The bottom: modules of the top package that any layer may use.
 SHARED = {"pypiproxy", "pypiproxy.config", "pypiproxy.interfaces", "pypiproxy.stats"}
 
