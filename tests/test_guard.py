@@ -253,6 +253,25 @@ def test_a_held_file_appears_when_its_time_comes_without_an_upstream_change(tmp_
     assert whole is source  # nothing left to hold: the page cache's own page (and its bodies)
 
 
+def test_a_page_with_many_files_is_guarded_beside_the_reactor():
+    clock = task.Clock()
+    clock.advance(NOW)
+    guard = Guard(clock, min_age=7 * DAY)
+    files = tuple(entry(f"big-1.{n}-py3-none-any.whl", NOW - (n % 10) * DAY) for n in range(500))
+    source = CachedPage(page=simple.ProjectPage("big", files), source="u", fetched_at=NOW)
+    ran = []
+
+    def to_thread(f, *args):
+        ran.append(f)
+        return inline(f, *args)
+
+    pages = GuardedPages(StubPages(big=source), guard, Clearance(guard), clock, Stats(), to_thread)
+    offered = result(pages.project("big"))
+    assert len(ran) == 1
+    assert len(offered.page.files) == 150 and len(offered.withheld) == 350
+    assert len(offered.page.versions) == 150
+
+
 def test_allow_only_refuses_other_projects_and_filters_the_list(tmp_path):
     allow = tmp_path / "allow.txt"
     allow.write_text("demo\n")

@@ -90,16 +90,17 @@ class Guard:
             return f"project {name!r} is not in this server's --allow-only list"
         return None
 
-    def apply(self, page: simple.ProjectPage) -> Applied:
-        """The page as offered: quarantined, blocked and too-new files left out."""
+    def apply(self, page: simple.ProjectPage, rules: Rules | None = None, now: float | None = None) -> Applied:
+        """The page as offered: quarantined, blocked and too-new files left out. Pure given
+        ``rules`` and ``now`` (read in the reactor's thread), so it may run in another."""
         name = canonicalize_name(page.name)
         if page.quarantined:
             reason = f"project {name!r} is quarantined by its index" + (
                 f": {page.status_reason}" if page.status_reason else "")
             withheld = {e.filename: Withheld(e, 404, reason, REFUSED) for e in page.files}
             return Applied(replace(page, files=(), versions=()), withheld, math.inf, closed=reason)
-        now = self._clock.seconds()
-        rules = self.rules()
+        now = self._clock.seconds() if now is None else now
+        rules = self.rules() if rules is None else rules
         offered: list[simple.FileEntry] = []
         withheld: dict[str, Withheld] = {}
         valid_until = math.inf

@@ -103,10 +103,11 @@ def load(path: Path, parse: Callable[[str, str], T]) -> T:
 class WatchedFile(Generic[T]):
     """A rules file, parsed at start and again whenever it changes.
 
-    Its mtime is looked at when the rules are asked for, at most every ``interval`` seconds,
-    so an edit takes effect within seconds without a restart and requests never wait on the
-    disk. A file that no longer parses keeps the rules it had (an editor's half-written save
-    must not open the gate), and says which line is wrong.
+    Its mtime is looked at (one ``stat``) when the rules are asked for, at most every
+    ``interval`` seconds, never per request; so an edit takes effect within seconds without
+    a restart. The file is small and read only when it changed. A file that no longer
+    parses keeps the rules it had (an editor's half-written save must not open the gate),
+    and says which line is wrong.
     """
 
     def __init__(

@@ -66,8 +66,8 @@ class Clearance:
                     del self._owner[key]
 
 
-def _apply(guard: Guard, page: simple.ProjectPage) -> tuple[Applied, frozenset[str]]:
-    applied = guard.apply(page)
+def _apply(guard: Guard, page: simple.ProjectPage, rules: Rules, now: float) -> tuple[Applied, frozenset[str]]:
+    applied = guard.apply(page, rules, now)
     return applied, frozenset(cache_key(entry) for entry in applied.page.files)
 
 
@@ -138,12 +138,13 @@ class GuardedPages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
         if known is not None and self._still(known, cached):
             self._guarded.move_to_end(name)
             return known.offered
-        rules = self._guard.rules()
+        rules = self._guard.rules()  # here, not in the thread: it may re-read a rules file
         page = cached.page
+        now = self._clock.seconds()
         if len(page.files) > INLINE_FILES:
-            applied, keys = await self._to_thread(_apply, self._guard, page)
+            applied, keys = await self._to_thread(_apply, self._guard, page, rules, now)
         else:
-            applied, keys = _apply(self._guard, page)
+            applied, keys = _apply(self._guard, page, rules, now)
         if not applied.withheld and applied.closed is None:
             offered = cached
         else:
