@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
-from urllib.parse import urljoin
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer, task, threads
+from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -20,18 +19,14 @@ from pypiproxy.guard import Clearance, Guard, GuardedPages, RuleError, WatchedFi
 from pypiproxy.interfaces import IProjectPages
 from pypiproxy.stats import Stats
 
-from test_private import upload
+from support.cache import file_path
+from support.clients import get, upload
+from support.fakeindex import FakeIndex, days_ago as ago, upload_time as iso
+from support.waiting import block_until
+from support.warming import file_requests, warm
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 DAY = 86400.0
-
-
-def iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def ago(days: float) -> str:
-    return iso(time.time() - days * DAY)
 
 
 def inline(f, *args, **kwargs):
@@ -298,21 +293,11 @@ async def page_json(proxy, project: str) -> dict:
     return json.loads(body)
 
 
-async def file_path(proxy, project: str, filename: str) -> str:
-    for f in (await page_json(proxy, project))["files"]:
-        if f["filename"] == filename:
-            return urljoin(f"http://p/simple/{project}/", f["url"]).removeprefix("http://p/")
-    raise KeyError(filename)
-
-
-async def until(condition, timeout: float = 15.0) -> None:
-    """Poll an async condition (the rules files are looked at every 2 s)."""
-    from twisted.internet import reactor
-
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await task.deferLater(reactor, 0.2, lambda: None)
+def wait_for_status(proxy, path: str, code: int) -> Deferred:
+    """Until ``path`` answers ``code`` (the rules files are looked at every 2 s): polled from
+    a thread, so the proxy in this reactor keeps answering."""
+    url = proxy.root_url + path
+    return threads.deferToThread(block_until, lambda: get(url)[0] == code, 15.0, 0.2, f"{code} from {url}")
 
 
 @pytest_twisted.ensureDeferred
@@ -361,11 +346,7 @@ async def test_a_blocked_file_is_403_even_when_cached_before_the_rule_and_edits_
 
     block.write_text("demo==1.1  # compromised\n")
 
-    async def blocked() -> bool:
-        response, _ = await proxy.get(path)
-        return response.code == 403
-
-    await until(blocked)
+    await wait_for_status(proxy, path, 403)
     for each in (path, path + ".metadata"):
         response, body = await proxy.get(each)
         assert response.code == 403
@@ -385,11 +366,7 @@ async def test_a_blocked_file_is_403_even_when_cached_before_the_rule_and_edits_
 
     block.write_text("")
 
-    async def served() -> bool:
-        response, _ = await proxy.get(path)
-        return response.code == 200
-
-    await until(served)
+    await wait_for_status(proxy, path, 200)
 
 
 @pytest_twisted.ensureDeferred
@@ -476,7 +453,6 @@ async def test_provenance_status_and_unknown_keys_survive_two_chained_tiers(make
 @pytest_twisted.ensureDeferred
 async def test_each_page_says_its_own_upstreams_api_version(make_proxy, fake_index, wheels):
     fake_index.add("old", wheels.wheel("old", "1.0"))
-    from fakeindex import FakeIndex
     from twisted.internet import reactor
 
     newer = FakeIndex(api_version="1.4")
@@ -495,8 +471,6 @@ async def test_each_page_says_its_own_upstreams_api_version(make_proxy, fake_ind
 
 @pytest_twisted.ensureDeferred
 async def test_warm_through_a_guarded_tier_warms_only_what_it_offers(make_proxy, fake_index, wheels, tmp_path):
-    from test_warm import file_requests, warm
-
     old, new, evil = wheels.wheel("demo", "1.0"), wheels.wheel("demo", "2.0"), wheels.wheel("demo", "1.5")
     fake_index.add("demo", old, upload_time=ago(30))
     fake_index.add("demo", evil, upload_time=ago(20))

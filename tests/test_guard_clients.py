@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest_twisted
 from twisted.internet import threads
 
-from conftest import pip_install
-from test_guard import ago
-from test_tiers import file_links, uv_install
+from support.clients import get, pip_install, uv_install
+from support.fakeindex import days_ago as ago
+from support.waiting import block_until
+
+JSON = "application/vnd.pypi.simple.v1+json"
 
 
 def installed_version(target: Path, module: str) -> str:
@@ -22,23 +22,23 @@ def installed_version(target: Path, module: str) -> str:
 
 
 def status_of(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    status, _, body = get(url)
+    return status, body.decode("utf-8", "replace")
 
 
-def wait_for_status(url: str, code: int, timeout: float = 20.0) -> str:
+def file_links(index: str, project: str) -> dict[str, str]:
+    """filename -> absolute URL of each file on an index's JSON page."""
+    page_url = f"{index}{project}/"
+    status, _, body = get(page_url, {"Accept": JSON})
+    assert status == 200, body
+    return {f["filename"]: urljoin(page_url, f["url"]) for f in json.loads(body)["files"]}
+
+
+def wait_for_status(url: str, code: int) -> str:
     """Block (in a thread) until ``url`` answers ``code``; the body. The rules files are
     looked at every 2 s, so an edit shows within a few."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = status_of(url)
-        if status == code or time.monotonic() > deadline:
-            assert status == code, (status, body)
-            return body
-        time.sleep(0.25)
+    block_until(lambda: status_of(url)[0] == code, 20.0, 0.25, f"{code} from {url}")
+    return status_of(url)[1]
 
 
 async def install_both(index: str, target: Path, *requirements: str) -> tuple[str, str]:

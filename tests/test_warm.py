@@ -19,8 +19,8 @@ from support.builders import Built, build_sdist, build_wheel, platform_wheel
 from support.clients import clean_client_env
 from support.fakeindex import FakeIndex
 from support.processes import REPO, free_port
+from support.warming import fetched, file_requests, warm
 
-from pypiproxy.commands.main import build_parser
 from pypiproxy.simple import FileEntry, ProjectPage
 from pypiproxy.commands.warm.choose import (
     Selection,
@@ -33,7 +33,6 @@ from pypiproxy.commands.warm.choose import (
     top_level_needs,
     why_nothing_fits,
 )
-from pypiproxy.commands.warm.command import execute
 from pypiproxy.commands.warm.reqfile import RequirementsError, logical_lines, parse_requirements
 from pypiproxy.commands.warm.report import Report, summary_lines
 from pypiproxy.commands.warm.targets import Target, compatible_platforms
@@ -48,37 +47,6 @@ def entry(filename: str, **fields: Any) -> FileEntry:
 
 def page(*entries: FileEntry) -> ProjectPage:
     return ProjectPage(name=entries[0].filename.split("-")[0] if entries else "x", files=entries)
-
-
-def fetched(index: FakeIndex, built: Built) -> int:
-    """How often the file itself (not its .metadata) was asked for."""
-    path = index.entry(built.filename).path
-    return sum(1 for r in index.requests if r.path == path)
-
-
-def file_requests(index: FakeIndex) -> list[str]:
-    """The files (not .metadata) asked for, by name, sorted."""
-    return sorted(
-        r.path.rsplit("/", 1)[-1]
-        for r in index.requests
-        if r.path.startswith("/files/") and not r.path.endswith(".metadata")
-    )
-
-
-async def warm(*argv: str, tty: bool = False) -> tuple[int, str, str]:
-    """Run ``pypiproxy warm ARGV`` in this process's reactor: (exit status, stdout, stderr)."""
-    from twisted.internet import reactor
-
-    args = build_parser().parse_args(["warm", "--quiet", *argv] if not tty else ["warm", *argv])
-    out = io.StringIO()
-    err = _TTY() if tty else io.StringIO()
-    code = await execute(reactor, args, out, err)
-    return code, out.getvalue(), err.getvalue()
-
-
-class _TTY(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def write(path: Path, text: str) -> Path:

@@ -15,8 +15,10 @@ import json
 import re
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -112,6 +114,16 @@ class _Project:
     files: dict[str, FileEntry] = field(default_factory=dict)
     status: str | None = None  # PEP 792
     status_reason: str | None = None
+
+
+def upload_time(moment: float) -> str:
+    """A PEP 700 ``upload-time`` for a timestamp, as the public index writes it."""
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def days_ago(days: float) -> str:
+    """The ``upload-time`` of a file uploaded that many days before now."""
+    return upload_time(time.time() - days * 86400)
 
 
 def negotiate(accept: str | None, format_param: str | None = None) -> str:
