@@ -90,6 +90,18 @@ def parse_number(value: str, option: str, *, zero: bool = False, kind: type = fl
     return number
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str, option: str) -> float:
+    """``90d``, ``36h``, ``15m``, ``30s`` or plain seconds; above zero."""
+    match = _DURATION.match(value)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{option}: not a duration: {value!r} (try 90d, 36h or 15m)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the server is told; built once from the options, passed down."""
@@ -108,3 +120,5 @@ class Config:
     max_cache_size: int | None = None
     max_upload_size: int = 1024**3
     access_log: Path | None = None
+    groups: Path | None = None
+    private_namespaces: tuple[str, ...] = ()

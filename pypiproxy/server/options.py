@@ -9,8 +9,11 @@ from pathlib import Path
 from twisted.internet import endpoints
 from twisted.python import usage
 
-from ..auth import load_htpasswd
+from packaging.utils import canonicalize_name
+
+from ..auth import load_groups, load_htpasswd
 from ..config import DEFAULT_LISTEN, Config, parse_number, parse_size, parse_upstream
+from ..simple import VALID_NAME
 from ..upstream import trust_root
 
 def _readable_file(option: str, value: str, mode: str = "rb") -> Path:
@@ -48,6 +51,7 @@ class Options(usage.Options):
         ["max-cache-size", None, None, "Evict least-recently-used upstream files above SIZE (500M, 20G)."],
         ["max-upload-size", None, "1G", "Largest accepted upload (K/M/G/T are powers of 1024)."],
         ["access-log", None, None, "Write the access log (combined format) to FILE instead of the server log."],
+        ["groups", None, None, "Who may do what (Apache AuthGroupFile: 'admin: alice', 'upload: bob carol')."],
     ]
 
     def __init__(self) -> None:
@@ -55,6 +59,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["upstream"] = []
         self["allow-from"] = []
+        self["private-namespace"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """Twisted server endpoint string; repeatable [default: tcp:3141:interface=127.0.0.1]."""
@@ -67,6 +72,12 @@ class Options(usage.Options):
     def opt_allow_from(self, cidr: str) -> None:
         """Only serve these networks (CIDR); repeatable [default: everyone]."""
         self["allow-from"].append(cidr)
+
+    def opt_private_namespace(self, name: str) -> None:
+        """NAME and every NAME-* project are private-only, never asked upstream; repeatable."""
+        if not VALID_NAME.match(name):
+            raise ValueError(f"--private-namespace: not a project name: {name!r}")
+        self["private-namespace"].append(canonicalize_name(name))
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         # twistd answers a usage error with the whole help text on stdout; we promise one
@@ -105,6 +116,9 @@ class Options(usage.Options):
             load_htpasswd(htpasswd)  # a hash we cannot check is an error now, naming its line
         elif self["auth"] == "all":
             raise ValueError("--auth all needs --htpasswd FILE (the users who may log in)")
+        groups = self["groups"] and _readable_file("--groups", self["groups"])
+        if groups:
+            load_groups(groups)  # a malformed line is an error now, naming it
         upstream_ca = self["upstream-ca"] and _readable_file("--upstream-ca", self["upstream-ca"])
         if upstream_ca:
             trust_root(upstream_ca)  # a file without a PEM certificate is an error now
@@ -123,6 +137,8 @@ class Options(usage.Options):
             max_cache_size=parse_size(max_cache) if max_cache else None,
             max_upload_size=parse_size(self["max-upload-size"], "--max-upload-size"),
             access_log=self["access-log"] and _readable_file("--access-log", self["access-log"], mode="a"),
+            groups=groups or None,
+            private_namespaces=tuple(self["private-namespace"]),
         )
 
 

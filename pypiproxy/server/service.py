@@ -12,10 +12,10 @@ from twisted.web.server import Site
 
 from ..cache import FileCache, FileStore, LRUBudget, MetadataCache, PageCache
 from ..config import Config
-from ..private import PrivateFiles, PrivatePages, PrivateStore
+from ..private import PrivateFiles, PrivatePages, PrivateStore, Team, UploadRules, upstream_serves
 from ..stats import Stats
 from ..upstream import UpstreamClient
-from ..web import Components, Root, SiteRequest, Upload, site_for
+from ..web import Components, Root, SiteRequest, TokenService, TokensPage, Upload, site_for
 from ..web.http import ToThread
 from .options import Options
 
@@ -76,11 +76,12 @@ def build_site(
     # The private tier answers first: a private name never shows the upstream's files.
     private = PrivateStore(cache_dir / "private", store.temporary)
     private.repair()
-    pages = PrivatePages(
-        PageCache(cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats, store, to_thread),
-        private,
-        reactor,
+    team = Team.open(cache_dir)
+    upstream_pages = PageCache(
+        cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats, store, to_thread
     )
+    pages = PrivatePages(upstream_pages, private, reactor, config.private_namespaces)
+    rules = UploadRules(private, team.owners, team.claims, config.private_namespaces, upstream_serves(upstream_pages))
     metadata = MetadataCache(store, stats, to_thread)
     budget = None
     if config.max_cache_size is not None:
@@ -89,12 +90,15 @@ def build_site(
     root = Root(
         Components(pages=pages, files=files, stats=stats, ttl=config.index_ttl, clock=reactor, to_thread=to_thread)
     )
-    root.putChild(b"legacy", Upload(private, stats, to_thread))
+    root.putChild(b"legacy", Upload(private, rules, team.audit, stats, to_thread))
+    tokens = TokenService(team.tokens, team.audit, cache_dir / "team" / "csrf.key", reactor, to_thread)
+    root.putChild(b"+tokens", TokensPage(tokens))
     site = site_for(
         root,
         config,
         reactor,
         to_thread,
+        team=team,
         requestFactory=SiteRequest.factory(config.max_upload_size, store.temporary),
         # A file of its own is much cheaper than a logger event per request (and is what
         # log rotation and analysers expect); without it the lines go to the server's log.
