@@ -56,8 +56,9 @@ class TokenChecker:
             if not self._users.has_user(token.user):
                 raise TokenRefused(f"the token's user {token.user!r} is no longer a user", token.id, token.user)
         except TokenRefused as e:
-            self._audit.record("token-refused", e.user, token=e.token_id, reason=e.reason)
-            return defer.fail(cred_error.UnauthorizedLogin(e.reason))
+            refused = cred_error.UnauthorizedLogin(e.reason)
+            noted = self._audit.record("token-refused", e.user, token=e.token_id, reason=e.reason)
+            return noted.addCallback(lambda _: defer.fail(refused))
         if self._tokens.needs_touch(token, now):
             self._to_thread(self._tokens.touch, token.id, now).addErrback(
                 lambda f: log.failure("cannot note the use of token {id}", f, id=token.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from .audit import Audit
 from .ownership import Claims, Owners
@@ -20,11 +21,12 @@ class Team:
     audit: Audit
 
     @classmethod
-    def open(cls, cache_dir: Path) -> "Team":
+    def open(cls, cache_dir: Path, run: Callable[..., Any] | None = None) -> "Team":
+        """The state of a cache directory; ``run`` runs the audit log's writes (a server's threads)."""
         folder = cache_dir / "team"
         return cls(
             tokens=TokenStore(folder / "tokens.json"),
             owners=Owners(folder / "owners.json"),
             claims=Claims(folder / "claims.json"),
-            audit=Audit(folder / "audit.log"),
+            audit=Audit(folder / "audit.log", run),
         )

@@ -76,7 +76,7 @@ def build_site(
     # The private tier answers first: a private name never shows the upstream's files.
     private = PrivateStore(cache_dir / "private", store.temporary)
     private.repair()
-    team = Team.open(cache_dir)
+    team = Team.open(cache_dir, run=to_thread)
     upstream_pages = PageCache(
         cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats, store, to_thread
     )

@@ -100,7 +100,7 @@ class AccessPolicy:
         refusal = account.upload_refusal() if is_upload_path(request) else None
         if refusal is not None:
             if self._audit is not None:
-                self._audit.record("upload-refused", str(account), reason=refusal, client=_client_host(request))
+                await self._audit.record("upload-refused", str(account), reason=refusal, client=_client_host(request))
             return forbidden(refusal)
         return None
 

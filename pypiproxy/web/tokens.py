@@ -61,13 +61,13 @@ class TokenService:
         token, secret = await self._to_thread(
             self._tokens.create, account.name, self._clock.seconds(), projects, read_only, lifetime, description
         )
-        self._audit.record("token-create", account.name, token=token.id, scope=token.scope, via="/+tokens")
+        await self._audit.record("token-create", account.name, token=token.id, scope=token.scope, via="/+tokens")
         return token, secret
 
     async def revoke(self, account: Account, token_id: str) -> Token:
         """Raises NoSuchToken when the user has no token of that id."""
         token = await self._to_thread(self._tokens.revoke, token_id, account.name)
-        self._audit.record("token-revoke", account.name, token=token.id, via="/+tokens")
+        await self._audit.record("token-revoke", account.name, token=token.id, via="/+tokens")
         return token
 
 

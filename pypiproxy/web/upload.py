@@ -146,7 +146,7 @@ class Upload(Resource):
             await self._rules.check(account, dist.project)
             stored = await self._to_thread(self._private.add, form.path, dist, uploaded_by=user)
         except Refused as e:
-            self._audit.record(
+            await self._audit.record(
                 "upload-refused", str(account) if account else None, filename=form.filename or "?",
                 code=e.code, reason=e.reason,
             )
@@ -155,14 +155,14 @@ class Upload(Resource):
             form.discard()
         self._private.forget(stored.project)
         self._stats.incr("uploads")
-        self._audit.record(
+        await self._audit.record(
             "upload", str(account) if account else None, project=stored.project, filename=stored.filename,
             size=stored.size, sha256=stored.sha256,
         )
         if user is not None and not self._rules.owners.of(stored.project):
             owners = await self._to_thread(self._rules.owners.adopt, stored.project, user)
             if owners == (user,):
-                self._audit.record("owner-add", user, project=stored.project, owner=user, why="first upload")
+                await self._audit.record("owner-add", user, project=stored.project, owner=user, why="first upload")
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return f"OK: {stored.filename} stored\n".encode()
 
