@@ -438,3 +438,21 @@ async def test_pip_skips_a_yanked_version_unless_pinned(twistd, tmp_path, team_f
     assert again.returncode != 0 and "400" in again.stdout and "previously used" in again.stdout
     audit = (cache / "team" / "audit.log").read_text()
     assert all(f'"event": "{e}"' in audit for e in ("upload", "yank", "unyank", "remove", "owner-add"))
+
+
+def test_who_may_yank_a_project_from_its_page(tmp_path):
+    from pypiproxy.private import Account, UploadRules
+
+    team = Team.open(tmp_path)
+    team.owners.add("corp-app", "alice")
+
+    async def never(name: str) -> bool:
+        raise AssertionError("no upstream question")
+
+    rules = UploadRules(new_store(tmp_path), team.owners, team.claims, (), never)
+    assert rules.may_manage(Account("alice", uploader=True), "corp-app")
+    assert rules.may_manage(Account("carol", admin=True), "corp-app")
+    assert not rules.may_manage(Account("bob", uploader=True), "corp-app")
+    assert not rules.may_manage(Account("alice", uploader=True, read_only=True, token_id="x"), "corp-app")
+    assert not rules.may_manage(Account("alice", uploader=True, projects=("other",), token_id="x"), "corp-app")
+    assert not rules.may_manage(None, "corp-app")

@@ -80,6 +80,15 @@ class UploadRules:
     def private_only(self, project: str) -> bool:
         return in_namespace(self.namespaces, project)
 
+    def may_manage(self, account: Account | None, project: str) -> bool:
+        """Whether the account may yank and unyank the project's releases (its page's buttons):
+        an admin, or an owner whose login is not a read-only token or one scoped elsewhere."""
+        if account is None or account.read_only:
+            return False
+        if account.projects and project not in account.projects:
+            return False
+        return account.admin or (account.may_upload and account.name in self.owners.of(project))
+
     async def check(self, account: Account | None, project: str) -> None:
         """Raises Forbidden (403) or Unavailable (503); anonymous uploads (``None``, where
         they are allowed) skip the owner rules but not the upstream's names."""

@@ -93,8 +93,11 @@ class SiteRequest(server.Request):
             return  # the client went away meanwhile
         if refusal is not None:
             self._held = []
-            self._refuse(refusal, linger=not self._expects_continue)
-            if self._complete is None:
+            # Close at once when nothing more is coming: the body came with the headers, or
+            # the client waits for a "100 Continue" it will not get.
+            nothing_more = self._complete is not None or self._expects_continue
+            self._refuse(refusal, linger=not nothing_more)
+            if not nothing_more:
                 self.channel.transport.resumeProducing()  # to drain what is still sent
             return
         self.gate_passed = True
