@@ -364,12 +364,12 @@ async def test_twine_and_uv_publish_with_tokens(twistd, tmp_path, team_files):
     assert token_id in listing and "upload: corp-app" in listing and "ci" in listing
     pypiproxy("token", "revoke", *d, token_id)
     published = await threads.deferToThread(uv_publish, url, scoped, wheel("corp-app", "1.5"))
-    assert published.returncode != 0 and "401" in published.stderr
+    assert published.returncode != 0 and "401" in published.stderr and "unknown or revoked token" in published.stderr
     # Expired: a token made to expire in a second fails once the second is over.
     short = pypiproxy("token", "create", *d, "--user", "alice", "--expires", "1s").strip()
     await threads.deferToThread(time.sleep, 1.5)
     done = await threads.deferToThread(twine_upload, url, "__token__", short, wheel("corp-app", "1.6"))
-    assert done.returncode != 0 and "401" in done.stdout
+    assert done.returncode != 0 and "401" in done.stdout and "token expired at" in done.stdout
 
     versions = sorted(p.name for p in (cache / "private" / "corp-app").glob("*.whl"))
     assert versions == [f"corp_app-{v}-py3-none-any.whl" for v in ("1.0", "1.1", "1.3")]

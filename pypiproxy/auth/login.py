@@ -57,7 +57,7 @@ class TokenChecker:
                 raise TokenRefused(f"the token's user {token.user!r} is no longer a user", token.id, token.user)
         except TokenRefused as e:
             refused = cred_error.UnauthorizedLogin(e.reason)
-            noted = self._audit.record("token-refused", e.user, token=e.token_id, reason=e.reason)
+            noted = self._audit.record("token-refused", e.user or "__token__", token=e.token_id, reason=e.reason)
             return noted.addCallback(lambda _: defer.fail(refused))
         if self._tokens.needs_touch(token, now):
             self._to_thread(self._tokens.touch, token.id, now).addErrback(

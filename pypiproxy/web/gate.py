@@ -16,7 +16,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 from twisted.web.util import DeferredResource
 
-from ..auth import Groups, HtpasswdChecker, IAccount, build_login
+from ..auth import TOKEN_USER, Groups, HtpasswdChecker, IAccount, build_login
 from ..config import Config
 from ..private import Audit, Team
 from .errors import error_page, forbidden
@@ -86,7 +86,7 @@ class AccessPolicy:
             _interface, account, _logout = await self._portal.login(
                 credentials.UsernamePassword(user, password), None, IAccount
             )
-        except cred_error.UnauthorizedLogin:
+        except cred_error.UnauthorizedLogin as e:
             log.warn(
                 "failed login for user {user!r} from {client} ({method} {path})",
                 user=user.decode("utf-8", "replace"),
@@ -94,7 +94,8 @@ class AccessPolicy:
                 method=request.method.decode("latin-1"),
                 path=request.path.decode("latin-1"),
             )
-            return _unauthorized("wrong user name or password")
+            # A token's refusal says why (revoked, expired): it gives nothing away to a guesser.
+            return _unauthorized(str(e) if user == TOKEN_USER else "wrong user name or password")
         if hasattr(request, "account"):
             request.account = account
         refusal = account.upload_refusal() if is_upload_path(request) else None
