@@ -13,13 +13,15 @@ import pytest_twisted
 import treq
 from twisted.internet import threads
 
-from fakeindex import build_wheel
-from conftest import pip_install, run_client
-from test_private import JSON, htpasswd, twine_upload, upload, write
+from support.builders import build_wheel
+from support.clients import htpasswd, pip_install, run_client, twine_upload, upload
 
 from pypiproxy.auth import Groups, GroupsError, load_groups
 from pypiproxy.cache import FileStore
 from pypiproxy.private import NoSuchToken, PrivateStore, Refused, Team, TokenRefused, TokenStore, check_distribution
+
+
+JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
 # Tokens ------------------------------------------------------------------------------------
@@ -340,7 +342,7 @@ async def test_twine_and_uv_publish_with_tokens(twistd, tmp_path, team_files):
     token = pypiproxy("token", "create", *d, "--user", "alice", "--description", "ci").strip()
     scoped = pypiproxy("token", "create", *d, "--user", "alice", "--project", "corp-app").strip()
     reader = pypiproxy("token", "create", *d, "--user", "alice", "--read-only").strip()
-    wheel = lambda name, version: write(tmp_path, build_wheel(name, version))  # noqa: E731
+    wheel = lambda name, version: build_wheel(name, version).save(tmp_path)  # noqa: E731
 
     done = await threads.deferToThread(twine_upload, url, "__token__", token, wheel("corp-app", "1.0"))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -418,7 +420,7 @@ async def test_pip_skips_a_yanked_version_unless_pinned(twistd, tmp_path, team_f
     await threads.deferToThread(proxy.wait_ready)
     for version in ("1.0", "2.0"):
         done = await threads.deferToThread(twine_upload, proxy.root_url, "alice", "alice-pw",
-                                           write(tmp_path, build_wheel("corp-tool", version)))
+                                           build_wheel("corp-tool", version).save(tmp_path))
         assert done.returncode == 0, done.stdout + done.stderr
     pypiproxy("yank", "--cache-dir", str(cache), "corp-tool", "2.0", "--reason", "eats data")
 
