@@ -458,3 +458,48 @@ def test_who_may_yank_a_project_from_its_page(tmp_path):
     assert not rules.may_manage(Account("alice", uploader=True, read_only=True, token_id="x"), "corp-app")
     assert not rules.may_manage(Account("alice", uploader=True, projects=("other",), token_id="x"), "corp-app")
     assert not rules.may_manage(None, "corp-app")
+
+
+def test_the_console_commands_change_the_state_and_answer_bad_input_with_one_line(tmp_path):
+    d = ["--cache-dir", str(tmp_path)]
+    assert pypiproxy("owner", "add", *d, "Corp.App", "alice") == "alice now owns corp-app\n"
+    pypiproxy("owner", "add", *d, "corp-app", "bob")
+    pypiproxy("owner", "remove", *d, "corp-app", "alice")
+    assert pypiproxy("owner", "list", *d) == "corp-app: bob\n"
+    assert Team.open(tmp_path).owners.of("corp-app") == ("bob",)
+    assert "claimed corp-app" in pypiproxy("claim", *d, "corp-app")
+    assert Team.open(tmp_path).claims.claimed("corp-app")
+    for argv, status, message in [
+        (["owner", "remove", *d, "corp-app", "alice"], 1, "'alice' does not own 'corp-app'"),
+        (["token", "revoke", *d, "0123456789ab"], 1, "no token with id '0123456789ab'"),
+        (["token", "create", *d, "--user", "a", "--expires", "soon"], 2, "not a duration: 'soon'"),
+        (["yank", *d, "corp-app", "1.0"], 1, "has no private files of version 1.0"),
+        (["remove", *d, "corp-app"], 1, "has no private files"),
+        (["claim", "--cache-dir", str(tmp_path / "missing"), "x"], 2, "is not a directory"),
+        (["owner", "add", *d, "not a name!", "alice"], 2, "not a project name"),
+    ]:
+        done = run_client([PYPIPROXY, *argv])
+        assert done.returncode == status, (argv, done.stderr)
+        assert done.stderr.count("\n") == 1 and message in done.stderr, (argv, done.stderr)
+    audit = [json.loads(line) for line in (tmp_path / "team" / "audit.log").read_text().splitlines()]
+    assert [e["event"] for e in audit] == ["owner-add", "owner-add", "owner-remove", "claim"]
+    assert all(e["user"].endswith("(console)") for e in audit)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--groups", "/nonexistent/groups"], "--groups: cannot read '/nonexistent/groups'"),
+    (["--private-namespace", "no/slash"], "--private-namespace: not a project name: 'no/slash'"),
+])
+def test_bad_team_options_end_the_server_with_one_line(argv, message, capsys):
+    from pypiproxy.server import Options
+
+    with pytest.raises(SystemExit) as exited:
+        Options().parseOptions(["--no-upstream", *argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_the_token_file_is_readable_by_its_owner_only(tmp_path):
+    TokenStore(tmp_path / "tokens.json").create("alice", time.time())
+    assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600

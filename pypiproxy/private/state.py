@@ -21,8 +21,9 @@ class StateFile:
     ``flock`` on a lock file beside it, so two writers never lose each other's change.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: int = 0o644) -> None:
         self.path = path
+        self._mode = mode
         self._lock = path.with_name(path.name + ".lock")
         self._known: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
@@ -68,7 +69,8 @@ class StateFile:
 
     def _write(self, data: dict[str, Any]) -> None:
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(temporary, "w") as f:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._mode)
+        with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())

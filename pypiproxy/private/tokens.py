@@ -81,7 +81,8 @@ class TokenStore:
     """
 
     def __init__(self, path: Path) -> None:
-        self._state = StateFile(path)
+        # Hashes of random secrets give nothing away, but who has which scope is no one else's business.
+        self._state = StateFile(path, mode=0o600)
         self._touched: dict[str, float] = {}
 
     def create(
