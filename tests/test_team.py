@@ -503,3 +503,13 @@ def test_bad_team_options_end_the_server_with_one_line(argv, message, capsys):
 def test_the_token_file_is_readable_by_its_owner_only(tmp_path):
     TokenStore(tmp_path / "tokens.json").create("alice", time.time())
     assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest_twisted.ensureDeferred
+async def test_anonymous_uploads_never_reach_a_project_with_owners(make_proxy, team_files):
+    proxy = await make_proxy(allow_anonymous_upload=True)
+    response, body = await upload(proxy, build_wheel("loose", "1.0"))
+    assert response.code == 200, body
+    Team.open(proxy.config.cache_dir).owners.add("loose", "alice")
+    response, body = await upload(proxy, build_wheel("loose", "1.1"))
+    assert response.code == 403 and "anonymous uploads may not go to project 'loose'" in body

@@ -91,7 +91,9 @@ class UploadRules:
 
     async def check(self, account: Account | None, project: str) -> None:
         """Raises Forbidden (403) or Unavailable (503); anonymous uploads (``None``, where
-        they are allowed) skip the owner rules but not the upstream's names."""
+        they are allowed) may go to projects without owners only, and not to upstreams' names."""
+        if account is None and self.owners.of(project):
+            raise Forbidden(f"anonymous uploads may not go to project {project!r}: it has owners")
         if account is not None:
             refusal = account.upload_refusal()
             if refusal:
