@@ -506,7 +506,7 @@ def test_the_token_file_is_readable_by_its_owner_only(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_anonymous_uploads_never_reach_a_project_with_owners(make_proxy, team_files):
+async def test_anonymous_uploads_never_reach_a_project_with_owners(make_proxy):
     proxy = await make_proxy(allow_anonymous_upload=True)
     response, body = await upload(proxy, build_wheel("loose", "1.0"))
     assert response.code == 200, body
