@@ -223,6 +223,10 @@ async def test_users_manage_their_own_tokens_at_plus_tokens_with_a_csrf_token(ma
     assert listing["user"] == "alice" and listing["tokens"] == []
     response = await treq.post(url, data={"action": "create", "project": "corp-app"}, auth=alice, persistent=False)
     assert response.code == 403 and b"csrf" in await response.content()
+    for bad, reason in (({"project": ["../etc"]}, b"not a project name"), ({"expires": "later"}, b"not a duration")):
+        response = await treq.post(url, json={"action": "create", "csrf": listing["csrf"], **bad}, auth=alice,
+                                   persistent=False)
+        assert response.code == 400 and reason in await response.content()
     response = await treq.post(url, json={"action": "create", "project": ["corp-app"], "read_only": True,
                                           "expires": "1d", "csrf": listing["csrf"]}, auth=alice, persistent=False)
     created = await response.json()

@@ -20,8 +20,11 @@ from twisted.web.resource import IResource, Resource
 
 from ..config import parse_duration
 from ..private import Account, Audit, NoSuchToken, Token, TokenStore
+from ..simple import VALID_NAME
 from .errors import bad_request, error_page, forbidden
 from .http import ToThread, render_async
+
+MAX_DESCRIPTION = 200
 
 
 class TokenService:
@@ -118,10 +121,15 @@ class TokensPage(Resource):
                 lifetime = parse_duration(expires, "expires") if expires else None
             except ValueError as e:
                 return bad_request(str(e))
+            projects = fields.get("project", [])
+            bad = [p for p in projects if not VALID_NAME.match(p)]
+            if bad:
+                return bad_request(f"not a project name: {bad[0][:100]!r}")
+            description = _one(fields, "description") or ""
+            if len(description) > MAX_DESCRIPTION:
+                return bad_request(f"the description is over {MAX_DESCRIPTION} characters")
             read_only = (_one(fields, "read_only") or "").lower() in ("1", "true", "on", "yes")
-            token, secret = await self._service.create(
-                account, fields.get("project", []), read_only, lifetime, _one(fields, "description") or ""
-            )
+            token, secret = await self._service.create(account, projects, read_only, lifetime, description)
             return _json(request, {"token": secret, **token.as_json()})
         return bad_request("action must be 'create' or 'revoke'")
 
