@@ -517,3 +517,23 @@ async def test_anonymous_uploads_never_reach_a_project_with_owners(make_proxy):
     Team.open(proxy.config.cache_dir).owners.add("loose", "alice")
     response, body = await upload(proxy, build_wheel("loose", "1.1"))
     assert response.code == 403 and "anonymous uploads may not go to project 'loose'" in body
+
+
+def _post_form(port: int, path: bytes, length: int, expect: bool) -> tuple[bytes, bool]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: %d\r\n%s\r\n" % (length, b"Expect: 100-continue\r\n" if expect else b""))
+        answer = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return answer, True
+            answer += data
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_big_body_anywhere_but_the_upload_api_is_refused_unread(make_proxy):
+    proxy = await make_proxy(allow_anonymous_upload=True)
+    answer, closed = await threads.deferToThread(_post_form, proxy.port.getHost().port, b"/simple/", 10**7, True)
+    assert answer.startswith(b"HTTP/1.1 413 request body too large here") and closed
+    assert b"100 Continue" not in answer

@@ -85,12 +85,19 @@ class SiteRequest(server.Request):
             decision = defer.ensureDeferred(policy.decide(self))
             decision.addCallback(self._decided, length).addErrback(self._decision_failed)
             return
+        refusal = self._body_refusal(length)
+        if refusal is not None:
+            self._refuse(refusal)
+            return
         self._accept_body(length)
 
     def _decided(self, refusal: Any, length: int | None) -> None:
         self._deciding = False
         if self.channel is None or getattr(self.channel, "transport", None) is None:
             return  # the client went away meanwhile
+        if refusal is None:
+            self.gate_passed = True
+            refusal = self._body_refusal(length)
         if refusal is not None:
             self._held = []
             # Close at once when nothing more is coming: the body came with the headers, or
@@ -100,7 +107,6 @@ class SiteRequest(server.Request):
             if not nothing_more:
                 self.channel.transport.resumeProducing()  # to drain what is still sent
             return
-        self.gate_passed = True
         self._accept_body(length)
         if self._expects_continue:
             self.channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -117,16 +123,19 @@ class SiteRequest(server.Request):
         log.failure("deciding on a request failed", failure)
         self._decided(error_page(500, "internal error; see the server log"), None)
 
+    def _body_refusal(self, length: int | None) -> Any:
+        """Only uploads have big bodies: anything else (a form of /+tokens) is small."""
+        if is_upload_path(self) or (length is not None and length <= MAX_FORM_BODY):
+            return None
+        if length is None and self.method == b"POST":
+            return None  # chunked: held to the limit as it arrives
+        return error_page(413, f"request body too large here: the limit is {MAX_FORM_BODY} bytes")
+
     def _accept_body(self, length: int | None) -> None:
         """Where the body goes: an upload's form streams to a temporary file; any other
-        POST body is a small form in memory."""
-        is_upload = is_upload_path(self)
-        if not is_upload and (length is None or length > MAX_FORM_BODY):
-            if length is not None or self.method != b"POST":
-                self._refuse(error_page(413, f"request body too large here: the limit is {MAX_FORM_BODY} bytes"))
-                return
+        body (a small form) is Twisted's business."""
         content_type = self.getHeader(b"content-type")
-        if is_upload and content_type is not None:
+        if is_upload_path(self) and content_type is not None:
             kind, options = parse_options_header(content_type.decode("latin-1"))
             if kind == "multipart/form-data" and options.get("boundary"):
                 try:
