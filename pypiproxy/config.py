@@ -82,7 +82,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(value: str, option: str = "--min-age") -> float:
+def parse_duration(value: str, option: str) -> float:
     """``7d``, ``36h``, ``90m``, ``30s`` or plain seconds, as seconds (above zero)."""
     match = _DURATION.match(value)
     if not match or float(match.group(1)) <= 0:
@@ -134,3 +134,5 @@ class Config:
     min_age_exempt: tuple[str, ...] = ()  # normalised project names
     block: Path | None = None
     allow_only: Path | None = None
+    groups: Path | None = None
+    private_namespaces: tuple[str, ...] = ()

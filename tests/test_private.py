@@ -21,6 +21,7 @@ from pypiproxy.private import (
     Distribution,
     PrivateStore,
     Refused,
+    Team,
     check_distribution,
 )
 
@@ -219,6 +220,9 @@ async def test_a_private_name_shadows_the_upstream_one(memory, memory_index):
     assert [f["filename"] for f in json.loads(body)["files"]] == [public.filename]
 
     private = build_wheel("shadowed", "1.0")
+    response, body = await upload(proxy, private)
+    assert response.code == 403 and "an admin must run 'pypiproxy claim shadowed' first" in body
+    Team.open(proxy.config.cache_dir).claims.claim("shadowed", "admin", time.time())
     response, _ = await upload(proxy, private)
     assert response.code == 200
     for headers in (JSON, {}):
@@ -310,5 +314,5 @@ async def test_twine_uploads_and_pip_installs_through_the_proxy(twistd, fake_ind
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert (tmp_path / "target" / "corp_app" / "__init__.py").read_text() == 'VERSION = "1.1"\n'
     assert (tmp_path / "target" / "public_dep").is_dir()
-    assert "uploaded corp_app-1.0-py3-none-any.whl" in proxy.log() and "by alice" in proxy.log()
+    assert "audit: upload by alice project='corp-app' filename='corp_app-1.0-py3-none-any.whl'" in proxy.log()
     assert "wonder-land" not in proxy.log()

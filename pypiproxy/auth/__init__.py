@@ -1,5 +1,10 @@
-"""Who a request is and what it may do: htpasswd logins through twisted.cred."""
+"""Who a request is and what it may do: htpasswd logins and API tokens through twisted.cred, and groups."""
 
+from .groups import Groups, GroupsError, load_groups
 from .htpasswd import Accounts, HtpasswdChecker, HtpasswdError, IAccount, build_portal, load_htpasswd
+from .login import TOKEN_USER, AccountRealm, LoginChecker, TokenChecker, build_login
 
-__all__ = ["Accounts", "HtpasswdChecker", "HtpasswdError", "IAccount", "build_portal", "load_htpasswd"]
+__all__ = [
+    "Accounts", "AccountRealm", "Groups", "GroupsError", "HtpasswdChecker", "HtpasswdError", "IAccount",
+    "LoginChecker", "TOKEN_USER", "TokenChecker", "build_login", "build_portal", "load_groups", "load_htpasswd",
+]

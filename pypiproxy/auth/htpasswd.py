@@ -115,6 +115,10 @@ class HtpasswdChecker:
             self._stamp = stamp
         return self._users
 
+    def has_user(self, user: str) -> bool:
+        """Whether the file (as it is now) has this user: a token's user must still be one."""
+        return user in self._current_users()
+
     def requestAvatarId(self, creds: credentials.IUsernamePassword) -> defer.Deferred[bytes]:
         return defer.ensureDeferred(self._check(creds.username, creds.password))
 

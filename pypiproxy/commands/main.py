@@ -14,6 +14,12 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("warm", "pypiproxy.commands.warm", "fill a proxy's cache from requirements files"),
     ("import", "pypiproxy.commands.importer", "move private packages in from folders or another index"),
     ("verify", "pypiproxy.commands.verify", "check every cached file against its hash; remove bad ones"),
+    ("token", "pypiproxy.commands.team.token", "API tokens: create (printed once), list, revoke"),
+    ("owner", "pypiproxy.commands.team.owner", "who may upload to a private project: add, remove, list"),
+    ("claim", "pypiproxy.commands.team.claim", "let a private project take a name an upstream also serves"),
+    ("yank", "pypiproxy.commands.team.yank", "mark a private release yanked (PEP 592)"),
+    ("unyank", "pypiproxy.commands.team.unyank", "undo a yank"),
+    ("remove", "pypiproxy.commands.team.remove", "delete private files for good (their names stay used)"),
 )
 
 

@@ -1,7 +1,13 @@
-"""The private packages: checking them, storing them, and the tier that serves them first."""
+"""The private packages: checking them, storing them, who may upload them, and the tier that serves them first."""
 
-from .store import PRIVATE_URL, PrivateStore, StoredFile
+from .audit import Audit
+from .ownership import Claims, Owners
+from .rules import Account, Forbidden, UploadRules, Unavailable, in_namespace, upstream_serves
+from .state import StateError, StateFile
+from .store import PRIVATE_URL, NoSuchRelease, PrivateStore, StoredFile
+from .team import Team
 from .tier import PrivateFiles, PrivatePages
+from .tokens import NoSuchToken, Token, TokenRefused, TokenStore
 from .validation import (
     MAX_METADATA,
     AlreadyExists,
@@ -11,6 +17,8 @@ from .validation import (
 )
 
 __all__ = [
-    "MAX_METADATA", "PRIVATE_URL", "AlreadyExists", "Distribution", "PrivateFiles",
-    "PrivatePages", "PrivateStore", "Refused", "StoredFile", "check_distribution",
+    "MAX_METADATA", "PRIVATE_URL", "Account", "AlreadyExists", "Audit", "Claims", "Distribution", "Forbidden",
+    "NoSuchRelease", "NoSuchToken", "Owners", "PrivateFiles", "PrivatePages", "PrivateStore", "Refused",
+    "StateError", "StateFile", "StoredFile", "Team", "Token", "TokenRefused", "TokenStore", "Unavailable",
+    "UploadRules", "check_distribution", "in_namespace", "upstream_serves",
 ]

@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from packaging.version import InvalidVersion, Version
 from twisted.logger import Logger
 
 from .. import simple
@@ -40,6 +41,9 @@ class StoredFile:
     requires_python: str | None
     upload_time: str
     metadata: bytes | None
+    version: str | None = None
+    is_yanked: bool = False
+    yanked_reason: str | None = None
 
     @classmethod
     def of(cls, dist: "Distribution", path: Path, upload_time: str) -> "StoredFile":
@@ -53,6 +57,7 @@ class StoredFile:
             requires_python=dist.requires_python,
             upload_time=upload_time,
             metadata=dist.metadata,
+            version=dist.version,
         )
 
     def entry(self) -> simple.FileEntry:
@@ -65,6 +70,8 @@ class StoredFile:
             metadata_hashes={"sha256": hashlib.sha256(self.metadata).hexdigest()} if self.metadata else {},
             size=self.size,
             upload_time=self.upload_time,
+            is_yanked=self.is_yanked,
+            yanked_reason=self.yanked_reason if self.is_yanked else None,
         )
 
 
@@ -152,10 +159,17 @@ class PrivateStore:
                 requires_python=data.get("requires_python"),
                 upload_time=data["upload_time"],
                 metadata=base64.b64decode(metadata) if metadata is not None else None,
+                version=data.get("version") or simple.version_of(path.name),
+                is_yanked=bool(data.get("yanked")),
+                yanked_reason=data.get("yanked_reason") or None,
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warn("ignoring unreadable private sidecar {path}: {error}", path=str(sidecar), error=str(e))
             return None
+
+    def known(self, project: str) -> bool:
+        """Whether the name was ever used here (it has files, or removed ones)."""
+        return (self.directory / project).is_dir()
 
     def exists(self, project: str, filename: str) -> StoredFile | None:
         """The stored file of that name, if any (read from disk, so other writers count)."""
@@ -184,6 +198,11 @@ class PrivateStore:
         folder = self.directory / dist.project
         folder.mkdir(exist_ok=True)
         final = folder / dist.filename
+        if _tombstone(final).exists():
+            raise Refused(
+                f"File name has been previously used: {dist.filename} was removed, and a file name "
+                "is never used twice (a pinned hash must not change meaning); upload a new version"
+            )
         with open(temporary, "rb") as f:
             os.fsync(f.fileno())
         try:
@@ -224,7 +243,7 @@ class PrivateStore:
             if not (folder.is_dir() and NORMALISED_NAME.match(folder.name)):
                 continue
             for path in folder.iterdir():
-                if path.suffix == ".json" or path.with_name(path.name + ".json").exists():
+                if path.suffix in (".json", ".removed") or path.with_name(path.name + ".json").exists():
                     continue
                 try:
                     dist = check_distribution(path, path.name)
@@ -238,6 +257,89 @@ class PrivateStore:
         if repaired:
             os.utime(self.directory)
         return repaired
+
+
+    def set_yanked(self, project: str, version: str, yanked: bool, reason: str | None = None) -> list[StoredFile]:
+        """Mark every file of a version yanked (PEP 592), or not; the changed files (blocking).
+
+        Raises NoSuchRelease when the project has no file of that version.
+        """
+        files = self._release(project, version)
+        for stored in files:
+            sidecar = stored.path.with_name(stored.filename + ".json")
+            record = json.loads(sidecar.read_bytes())
+            record["yanked"] = yanked
+            record["yanked_reason"] = (reason or None) if yanked else None
+            self._replace_json(sidecar, record)
+        self._changed(project)
+        return files
+
+    def remove(self, project: str, version: str | None = None, filename: str | None = None) -> list[StoredFile]:
+        """Delete private files for good; their names stay used (a tombstone each) (blocking).
+
+        Raises NoSuchRelease when nothing matches.
+        """
+        if version is None:
+            files = list(self.project(project))
+            if not files:
+                raise NoSuchRelease(f"project {project!r} has no private files")
+        else:
+            files = self._release(project, version)
+        if filename is not None:
+            files = [f for f in files if f.filename == filename]
+            if not files:
+                raise NoSuchRelease(f"project {project!r} {version} has no file {filename!r}")
+        for stored in files:
+            # The tombstone first: the name must never be free, not even for a moment.
+            self._replace_json(_tombstone(stored.path), {"filename": stored.filename, "sha256": stored.sha256,
+                                                         "removed_at": _now()})
+            stored.path.with_name(stored.filename + ".json").unlink(missing_ok=True)
+            stored.path.unlink(missing_ok=True)
+        self._changed(project)
+        return files
+
+    def _release(self, project: str, version: str) -> list[StoredFile]:
+        self._projects.pop(project, None)
+        wanted = _version(version)
+        files = [f for f in self.project(project) if f.version and _version(f.version) == wanted]
+        if not files:
+            raise NoSuchRelease(f"project {project!r} has no private files of version {version}")
+        return files
+
+    def _replace_json(self, path: Path, record: dict) -> None:
+        temporary = self.temporary(path.name)
+        with open(temporary, "w") as f:
+            json.dump(record, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+
+    def _changed(self, project: str) -> None:
+        # Readers in every process notice a change by the folders' mtimes.
+        folder = self.directory / project
+        if folder.exists():
+            os.utime(folder)
+        os.utime(self.directory)
+        self.forget(project)
+
+
+class NoSuchRelease(KeyError):
+    """No private file matches the project, version or file name asked for."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _tombstone(path: Path) -> Path:
+    """What marks a removed file's name as used."""
+    return path.with_name(path.name + ".removed")
+
+
+def _version(text: str) -> Version | str:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return text
 
 
 def _unfinished(project: str, filename: str) -> StoredFile:

@@ -7,9 +7,10 @@ from twisted.logger import Logger
 from twisted.python.components import proxyForInterface
 
 from .. import simple
-from ..cache import CachedFile, CachedPage
+from ..cache import CachedFile, CachedPage, ProjectNotFound
 from ..interfaces import IFiles, IFileSource, IProjectPages
 from ..upstream import UpstreamError
+from .rules import in_namespace
 from .store import PRIVATE_URL, PrivateStore, StoredFile
 
 log = Logger()
@@ -18,14 +19,18 @@ log = Logger()
 class PrivatePages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[misc]
     """The page cache, with private projects answered from the store alone.
 
-    A name with any private file never shows the upstream's files (dependency confusion).
-    Anything else is the page cache's own business.
+    A name with any private file never shows the upstream's files (dependency confusion),
+    and a name in a private namespace is never even asked of an upstream. Anything else is
+    the page cache's own business.
     """
 
-    def __init__(self, pages: IProjectPages, private: PrivateStore, clock: IReactorTime) -> None:
+    def __init__(
+        self, pages: IProjectPages, private: PrivateStore, clock: IReactorTime, namespaces: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(pages)
         self._private = private
         self._clock = clock
+        self._namespaces = namespaces
         self._rendered: dict[str, tuple[tuple[StoredFile, ...], CachedPage]] = {}
         self._merged: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
 
@@ -44,13 +49,24 @@ class PrivatePages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
         return cached
 
     def fresh(self, name: str) -> CachedPage | None:
-        return self._private_page(name) or self._pages.fresh(name)
+        page = self._private_page(name)
+        if page is not None or in_namespace(self._namespaces, name):
+            return page
+        return self._pages.fresh(name)
 
     async def project(self, name: str) -> CachedPage:
-        return self._private_page(name) or await self._pages.project(name)
+        page = self._private_page(name)
+        if page is not None:
+            return page
+        if in_namespace(self._namespaces, name):
+            raise ProjectNotFound(name)
+        return await self._pages.project(name)
 
     async def cached(self, name: str) -> CachedPage | None:
-        return self._private_page(name) or await self._pages.cached(name)
+        page = self._private_page(name)
+        if page is not None or in_namespace(self._namespaces, name):
+            return page
+        return await self._pages.cached(name)
 
     async def project_names(self) -> tuple[str, ...]:
         """The upstreams' names and the private ones; the same tuple while nothing changes."""
@@ -64,7 +80,8 @@ class PrivatePages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
             upstream = ()
         merged = self._merged
         if merged is None or merged[0] is not upstream or merged[1] != private:
-            names = tuple(sorted(set(upstream) | set(private))) if private else upstream
+            public = [n for n in upstream if not in_namespace(self._namespaces, n)] if self._namespaces else upstream
+            names = tuple(sorted(set(public) | set(private))) if private or self._namespaces else upstream
             merged = self._merged = (upstream, private, names)
         return merged[2]
 

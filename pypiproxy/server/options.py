@@ -6,14 +6,14 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from twisted.internet import endpoints
 from packaging.utils import canonicalize_name
+from twisted.internet import endpoints
 from twisted.python import usage
 
-from .. import simple
-from ..auth import load_htpasswd
+from ..auth import load_groups, load_htpasswd
 from ..config import DEFAULT_LISTEN, Config, parse_duration, parse_number, parse_size, parse_upstream
 from ..guard import RuleError, load, parse_allow, parse_block
+from ..simple import VALID_NAME
 from ..upstream import trust_root
 
 def _readable_file(option: str, value: str, mode: str = "rb") -> Path:
@@ -54,6 +54,7 @@ class Options(usage.Options):
         ["min-age", None, None, "Hold back upstream files uploaded less than DURATION ago (7d, 36h)."],
         ["block", None, None, "Never offer nor serve upstream files matching these requirements (a file)."],
         ["allow-only", None, None, "Serve only these upstream projects (a file of names)."],
+        ["groups", None, None, "Who may do what (Apache AuthGroupFile: 'admin: alice', 'upload: bob carol')."],
     ]
 
     def __init__(self) -> None:
@@ -62,6 +63,7 @@ class Options(usage.Options):
         self["upstream"] = []
         self["allow-from"] = []
         self["min-age-exempt"] = []
+        self["private-namespace"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """Twisted server endpoint string; repeatable [default: tcp:3141:interface=127.0.0.1]."""
@@ -77,9 +79,14 @@ class Options(usage.Options):
 
     def opt_min_age_exempt(self, name: str) -> None:
         """A project --min-age does not hold back; repeatable."""
-        if not simple.VALID_NAME.match(name):
+        if not VALID_NAME.match(name):
             raise ValueError(f"--min-age-exempt: not a project name: {name!r}")
         self["min-age-exempt"].append(canonicalize_name(name))
+    def opt_private_namespace(self, name: str) -> None:
+        """NAME and every NAME-* project are private-only, never asked upstream; repeatable."""
+        if not VALID_NAME.match(name):
+            raise ValueError(f"--private-namespace: not a project name: {name!r}")
+        self["private-namespace"].append(canonicalize_name(name))
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         # twistd answers a usage error with the whole help text on stdout; we promise one
@@ -118,6 +125,9 @@ class Options(usage.Options):
             load_htpasswd(htpasswd)  # a hash we cannot check is an error now, naming its line
         elif self["auth"] == "all":
             raise ValueError("--auth all needs --htpasswd FILE (the users who may log in)")
+        groups = self["groups"] and _readable_file("--groups", self["groups"])
+        if groups:
+            load_groups(groups)  # a malformed line is an error now, naming it
         upstream_ca = self["upstream-ca"] and _readable_file("--upstream-ca", self["upstream-ca"])
         if upstream_ca:
             trust_root(upstream_ca)  # a file without a PEM certificate is an error now
@@ -141,10 +151,12 @@ class Options(usage.Options):
             max_cache_size=parse_size(max_cache) if max_cache else None,
             max_upload_size=parse_size(self["max-upload-size"], "--max-upload-size"),
             access_log=self["access-log"] and _readable_file("--access-log", self["access-log"], mode="a"),
-            min_age=parse_duration(min_age) if min_age else None,
+            min_age=parse_duration(min_age, "--min-age") if min_age else None,
             min_age_exempt=tuple(self["min-age-exempt"]),
             block=block or None,
             allow_only=allow_only or None,
+            groups=groups or None,
+            private_namespaces=tuple(self["private-namespace"]),
         )
 
 

@@ -13,10 +13,10 @@ from twisted.web.server import Site
 from ..cache import FileCache, FileStore, LRUBudget, MetadataCache, PageCache
 from ..config import Config
 from ..guard import Clearance, Guard, GuardedFiles, GuardedPages
-from ..private import PrivateFiles, PrivatePages, PrivateStore
+from ..private import PrivateFiles, PrivatePages, PrivateStore, Team, UploadRules, upstream_serves
 from ..stats import Stats
 from ..upstream import UpstreamClient
-from ..web import Components, Root, SiteRequest, Upload, site_for
+from ..web import Components, Root, SiteRequest, TokenService, TokensPage, Upload, site_for
 from ..web.http import ToThread
 from .options import Options
 
@@ -78,13 +78,19 @@ def build_site(
     # it the guard sees every upstream page and file (private ones are never held or blocked).
     private = PrivateStore(cache_dir / "private", store.temporary)
     private.repair()
+    team = Team.open(cache_dir, run=to_thread)
     guard = Guard(reactor, config.min_age, config.min_age_exempt, config.block, config.allow_only)
     clearance = Clearance(guard)
     log.info("supply-chain guard: {rules}", rules=guard.describe())
     page_cache = PageCache(
         cache_dir / "pages", client, config.upstreams, config.index_ttl, reactor, stats, store, to_thread
     )
-    pages = PrivatePages(GuardedPages(page_cache, guard, clearance, reactor, stats, to_thread), private, reactor)
+    pages = PrivatePages(
+        GuardedPages(page_cache, guard, clearance, reactor, stats, to_thread), private, reactor, config.private_namespaces
+    )
+    # Whether an upstream serves a name is asked of the upstream itself, unguarded: a name the
+    # guard hides (--allow-only) is still somebody's public project.
+    rules = UploadRules(private, team.owners, team.claims, config.private_namespaces, upstream_serves(page_cache))
     metadata = MetadataCache(store, stats, to_thread)
     budget = None
     if config.max_cache_size is not None:
@@ -94,12 +100,15 @@ def build_site(
     root = Root(
         Components(pages=pages, files=files, stats=stats, ttl=config.index_ttl, clock=reactor, to_thread=to_thread)
     )
-    root.putChild(b"legacy", Upload(private, stats, to_thread))
+    root.putChild(b"legacy", Upload(private, rules, team.audit, stats, to_thread))
+    tokens = TokenService(team.tokens, team.audit, cache_dir / "team" / "csrf.key", reactor, to_thread)
+    root.putChild(b"+tokens", TokensPage(tokens))
     site = site_for(
         root,
         config,
         reactor,
         to_thread,
+        team=team,
         requestFactory=SiteRequest.factory(config.max_upload_size, store.temporary),
         # A file of its own is much cheaper than a logger event per request (and is what
         # log rotation and analysers expect); without it the lines go to the server's log.

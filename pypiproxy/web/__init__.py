@@ -4,6 +4,10 @@ from .components import Components
 from .gate import AccessPolicy, GatedSite, site_for
 from .request import SiteRequest
 from .root import Root
+from .tokens import TokenService, TokensPage
 from .upload import Upload
 
-__all__ = ["AccessPolicy", "Components", "GatedSite", "Root", "SiteRequest", "Upload", "site_for"]
+__all__ = [
+    "AccessPolicy", "Components", "GatedSite", "Root", "SiteRequest", "TokenService", "TokensPage", "Upload",
+    "site_for",
+]

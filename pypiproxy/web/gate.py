@@ -1,4 +1,5 @@
-"""The site gate: ``--allow-from``, then the login where one is needed, before any resource runs."""
+"""The site gate: ``--allow-from``, then the login and the right to upload, before any resource runs
+(for a request with a body, when its headers arrive: see web/request.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 from twisted.web.util import DeferredResource
 
-from ..auth import IAccount, build_portal
+from ..auth import TOKEN_USER, Groups, HtpasswdChecker, IAccount, build_login
 from ..config import Config
+from ..private import Audit, Team
 from .errors import error_page, forbidden
 
 log = Logger()
@@ -28,8 +30,9 @@ class AccessPolicy:
     """Decides, for each request, whether it is served, refused, or needs a login first.
 
     ``--allow-from`` comes first, on every path. Then ``auth="all"`` asks every request
-    except ``/+health`` for a login, ``auth="upload"`` only uploads (POST); without users,
-    uploads are refused unless anonymous ones are allowed.
+    except ``/+health`` for a login, ``auth="upload"`` only uploads (POST) and ``/+tokens``;
+    without users, uploads are refused unless anonymous ones are allowed. A login that may
+    not upload (not in a group that may, or a read-only token) is refused an upload at once.
     """
 
     def __init__(
@@ -38,11 +41,20 @@ class AccessPolicy:
         login: portal.Portal | None = None,
         auth: str = "upload",
         allow_anonymous_upload: bool = False,
+        audit: Audit | None = None,
     ) -> None:
         self._networks = tuple(networks)
         self._portal = login
         self._auth = auth
         self._anonymous_upload = allow_anonymous_upload
+        self._audit = audit
+
+    async def decide(self, request: IRequest) -> resource.IResource | None:
+        """The refusal to answer with (403, 401), or None when the request may go on."""
+        refused = self.refusal(request)
+        if refused is None and self.needs_login(request):
+            refused = await self.login(request)
+        return refused
 
     def refusal(self, request: IRequest) -> resource.IResource | None:
         """A refusal that needs no login check, or None."""
@@ -60,6 +72,8 @@ class AccessPolicy:
             return False
         if self._auth == "all":
             return request.path != b"/+health"
+        if request.path == b"/+tokens" or request.path.startswith(b"/+tokens/"):
+            return True  # each user's own tokens
         return _is_upload(request) and not self._anonymous_upload
 
     async def login(self, request: IRequest) -> resource.IResource | None:
@@ -72,7 +86,7 @@ class AccessPolicy:
             _interface, account, _logout = await self._portal.login(
                 credentials.UsernamePassword(user, password), None, IAccount
             )
-        except cred_error.UnauthorizedLogin:
+        except cred_error.UnauthorizedLogin as e:
             log.warn(
                 "failed login for user {user!r} from {client} ({method} {path})",
                 user=user.decode("utf-8", "replace"),
@@ -80,9 +94,15 @@ class AccessPolicy:
                 method=request.method.decode("latin-1"),
                 path=request.path.decode("latin-1"),
             )
-            return _unauthorized("wrong user name or password")
+            # A token's refusal says why (revoked, expired): it gives nothing away to a guesser.
+            return _unauthorized(str(e) if user == TOKEN_USER else "wrong user name or password")
         if hasattr(request, "account"):
             request.account = account
+        refusal = account.upload_refusal() if is_upload_path(request) else None
+        if refusal is not None:
+            if self._audit is not None:
+                await self._audit.record("upload-refused", str(account), reason=refusal, client=_client_host(request))
+            return forbidden(refusal)
         return None
 
 
@@ -92,6 +112,11 @@ def _unauthorized(reason: str) -> resource.IResource:
 
 def _is_upload(request: IRequest) -> bool:
     return request.method == b"POST"
+
+
+def is_upload_path(request: IRequest) -> bool:
+    """``POST /`` and ``POST /legacy/``: the upload API."""
+    return request.method == b"POST" and request.path in (b"/", b"/legacy", b"/legacy/")
 
 
 def _client_host(request: IRequest) -> str:
@@ -132,6 +157,8 @@ class GatedSite(server.Site):
     def getResourceFor(self, request: IRequest) -> resource.IResource:
         request.site = self
         request.sitepath = list(request.prepath)
+        if getattr(request, "gate_passed", False):
+            return super().getResourceFor(request)  # decided when its headers arrived
         refused = self.policy.refusal(request)
         if refused is not None:
             return refused
@@ -147,9 +174,14 @@ def site_for(
     config: Config,
     clock: IReactorTime,
     to_thread: Callable[..., defer.Deferred],
+    team: Team | None = None,
     **kwargs: Any,
 ) -> GatedSite:
-    """The site for a config's ``--allow-from``, ``--htpasswd``, ``--auth`` and uploads."""
-    login = build_portal(config.htpasswd, clock, to_thread) if config.htpasswd else None
-    policy = AccessPolicy(config.allow_from, login, config.auth, config.allow_anonymous_upload)
+    """The site for a config's ``--allow-from``, ``--htpasswd``, ``--groups``, ``--auth`` and uploads."""
+    team = team or Team.open(config.cache_dir)
+    login = None
+    if config.htpasswd:
+        users = HtpasswdChecker(config.htpasswd, clock, to_thread)
+        login = build_login(users, Groups(config.groups), team.tokens, team.audit, clock, to_thread)
+    policy = AccessPolicy(config.allow_from, login, config.auth, config.allow_anonymous_upload, team.audit)
     return GatedSite(root, policy, **kwargs)

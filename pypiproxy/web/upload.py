@@ -10,7 +10,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
-from ..private import Distribution, PrivateStore, Refused, check_distribution
+from ..private import Account, Audit, Distribution, PrivateStore, Refused, UploadRules, check_distribution
 from ..simple import BadFilename, parse_filename
 from ..stats import Stats
 from .errors import bad_request, error_page
@@ -115,9 +115,13 @@ class Upload(Resource):
 
     isLeaf = True
 
-    def __init__(self, private: PrivateStore, stats: Stats, to_thread: ToThread) -> None:
+    def __init__(
+        self, private: PrivateStore, rules: UploadRules, audit: Audit, stats: Stats, to_thread: ToThread
+    ) -> None:
         super().__init__()
         self._private = private
+        self._rules = rules
+        self._audit = audit
         self._stats = stats
         self._to_thread = to_thread
 
@@ -134,30 +138,31 @@ class Upload(Resource):
         return render_async(request, self._upload(request, form))
 
     async def _upload(self, request: IRequest, form: FormReceiver) -> IResource | bytes:
+        account: Account | None = getattr(request, "account", None)
+        user = account.name if account is not None else None
         try:
             dist = await self._to_thread(check_upload, form)
-            user = getattr(request, "account", None)
+            # The owner rules need the project's name, which only the form says.
+            await self._rules.check(account, dist.project)
             stored = await self._to_thread(self._private.add, form.path, dist, uploaded_by=user)
         except Refused as e:
-            log.warn(
-                "upload of {filename} refused ({code}): {reason}",
-                filename=form.filename or "?",
-                code=e.code,
-                reason=e.reason,
+            await self._audit.record(
+                "upload-refused", str(account) if account else None, filename=form.filename or "?",
+                code=e.code, reason=e.reason,
             )
             return error_page(e.code, e.reason)
         finally:
             form.discard()
         self._private.forget(stored.project)
         self._stats.incr("uploads")
-        log.info(
-            "uploaded {filename} ({size} bytes, sha256 {sha256}) to {project} by {user}",
-            filename=stored.filename,
-            size=stored.size,
-            sha256=stored.sha256,
-            project=stored.project,
-            user=getattr(request, "account", None) or "anonymous",
+        await self._audit.record(
+            "upload", str(account) if account else None, project=stored.project, filename=stored.filename,
+            size=stored.size, sha256=stored.sha256,
         )
+        if user is not None and not self._rules.owners.of(stored.project):
+            owners = await self._to_thread(self._rules.owners.adopt, stored.project, user)
+            if owners == (user,):
+                await self._audit.record("owner-add", user, project=stored.project, owner=user, why="first upload")
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return f"OK: {stored.filename} stored\n".encode()
 

@@ -1,0 +1,1 @@
+"""The private tier's housekeeping commands: tokens, owners, claims, yank/unyank and remove."""
