@@ -61,6 +61,12 @@ class IProjectPages(Interface):
     def project_names():  # type: ignore[no-untyped-def]
         """A coroutine: every project name there is, as a tuple (the same one while unchanged)."""
 
+    def private_names() -> tuple[str, ...]:
+        """The names served from the private store alone, sorted (none for a plain cache)."""
+
+    def held_names():  # type: ignore[no-untyped-def]
+        """A coroutine: the names whose upstream pages are held on disk, without asking anyone."""
+
 
 class IFiles(Interface):
     """Where files and their PEP 658 metadata come from: the file cache, or the private tier."""
@@ -81,6 +87,10 @@ class IFiles(Interface):
 
     def metadata(key: str, entry):  # type: ignore[no-untyped-def]
         """A coroutine: the file's PEP 658 metadata, or None when there is none."""
+
+    def metadata_at_hand(key: str):  # type: ignore[no-untyped-def]
+        """A coroutine: the file's core metadata if we hold it (stored, or inside the cached
+        wheel), else None; never asks an upstream, never starts a download."""
 
     def local_metadata(key: str) -> str | None:
         """The sha256 of metadata we hold for a cached wheel its index offered none for."""

@@ -157,6 +157,16 @@ class FileCache:
         self._stats.incr("range_passthroughs")
         return response, first, last + 1, size
 
+    async def metadata_at_hand(self, key: str) -> bytes | None:
+        """The metadata we hold for a file: kept beside it, or read from the cached wheel
+        (in a thread, not kept: the page may announce a hash of its own). Asks no one."""
+        data = self._metadata.stored(key)
+        if data is not None:
+            return data
+        if self.store.size(key) is None:
+            return None
+        return await self._to_thread(self._metadata.read_wheel, key)
+
     async def metadata(self, key: str, entry: FileEntry) -> bytes | None:
         """PEP 658 metadata of a file, from the cache or the upstream (``None``: there is none)."""
         data = self._metadata.stored(key)

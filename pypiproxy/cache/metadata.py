@@ -61,6 +61,13 @@ class MetadataCache:
             self.generation += 1
         return data
 
+    def read_wheel(self, key: str) -> bytes | None:  # in a thread
+        """A cached file's METADATA if it is a readable wheel, else None; nothing is kept."""
+        try:
+            return wheel_metadata(self._store.path(key))
+        except NoMetadata:
+            return None
+
     def _extract(self, key: str) -> bytes | None:  # in a thread
         try:
             data = wheel_metadata(self._store.path(key))

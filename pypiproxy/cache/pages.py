@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,20 @@ class PageCache:
     async def cached(self, name: str) -> CachedPage | None:
         """What we hold for a project, however old, without asking anyone."""
         return self._memory.get(name) or self._load(name)
+
+    def private_names(self) -> tuple[str, ...]:
+        return ()
+
+    async def held_names(self) -> tuple[str, ...]:
+        """The names whose pages are on disk (listed in a thread: there may be many)."""
+        return await self._to_thread(self._held_names)
+
+    def _held_names(self) -> tuple[str, ...]:  # in a thread
+        try:
+            found = [n[:-5] for n in os.listdir(self._directory) if n.endswith(".json")]
+        except OSError:
+            return ()
+        return tuple(sorted(n for n in found if simple.NORMALISED_NAME.match(n)))
 
     def _fresh(self, cached: CachedPage, now: float) -> bool:
         return now < cached.fetched_at + self._ttl or now < cached.retry_at

@@ -52,6 +52,27 @@ class FileStore:
         except OSError:
             return None
 
+    def census(self) -> tuple[int, int]:
+        """How many files the cache holds, and their bytes (a walk of the folders: in a thread)."""
+        count = total = 0
+        try:
+            folders = list(os.scandir(self.files))
+        except OSError:
+            return 0, 0
+        for folder in folders:
+            try:
+                entries = list(os.scandir(folder.path))
+            except OSError:
+                continue
+            for entry in entries:
+                if KEY.match(entry.name):
+                    try:
+                        total += entry.stat().st_size
+                    except OSError:
+                        continue  # evicted meanwhile
+                    count += 1
+        return count, total
+
     def create(self, path: Path) -> BinaryIO:
         """A temporary file to download into, unbuffered so readers see every write."""
         return open(path, "wb", buffering=0)

@@ -68,6 +68,9 @@ class PrivatePages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
             return page
         return await self._pages.cached(name)
 
+    def private_names(self) -> tuple[str, ...]:
+        return self._private.names()
+
     async def project_names(self) -> tuple[str, ...]:
         """The upstreams' names and the private ones; the same tuple while nothing changes."""
         private = self._private.names()
@@ -112,3 +115,9 @@ class PrivateFiles(proxyForInterface(IFiles, "_files")):  # type: ignore[misc]
         if stored is not None:
             return stored.metadata
         return await self._files.metadata(key, entry)
+
+    async def metadata_at_hand(self, key: str) -> bytes | None:
+        stored = self._private.by_key(key)
+        if stored is not None:
+            return stored.metadata
+        return await self._files.metadata_at_hand(key)

@@ -98,7 +98,10 @@ def build_site(
     file_cache = FileCache(store, client, stats, metadata, to_thread, budget)
     files = PrivateFiles(GuardedFiles(file_cache, guard, clearance), private)
     root = Root(
-        Components(pages=pages, files=files, stats=stats, ttl=config.index_ttl, clock=reactor, to_thread=to_thread)
+        Components(
+            pages=pages, files=files, stats=stats, ttl=config.index_ttl, clock=reactor, to_thread=to_thread,
+            upstreams=tuple(u.url for u in config.upstreams), census=store.census,
+        )
     )
     root.putChild(b"legacy", Upload(private, rules, team.audit, stats, to_thread))
     tokens = TokenService(team.tokens, team.audit, cache_dir / "team" / "csrf.key", reactor, to_thread)

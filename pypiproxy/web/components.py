@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -23,6 +24,11 @@ class Components:
     ttl: float
     clock: IReactorTime
     to_thread: ToThread
+    # What the landing page tells people: the upstreams (never with credentials), how many
+    # files the cache holds and their bytes (blocking: run in a thread), the guard's rules.
+    upstreams: tuple[str, ...] = ()
+    census: Callable[[], tuple[int, int]] | None = None
+    guard_rules: Callable[[], tuple[str, ...]] = field(default=lambda: ())
 
     def announce_local_metadata(self, entry: simple.FileEntry) -> simple.FileEntry:
         """A cached wheel's METADATA is offered (PEP 658) even where the upstream had none,

@@ -9,6 +9,7 @@ from ..stats import Stats
 from .components import Components
 from .errors import not_found
 from .files import Files
+from .people import Landing, Projects, Search, Static
 from .simple import ProjectList
 
 
@@ -50,6 +51,11 @@ class Root(Resource):
         self.putChild(b"+health", Health())
         self.putChild(b"+stats", StatsPage(components.stats, prometheus=False))
         self.putChild(b"+metrics", StatsPage(components.stats, prometheus=True))
+        # Pages for people.
+        self._landing = Landing(components)
+        self.putChild(b"project", Projects(components))
+        self.putChild(b"+search", Search(components))
+        self.putChild(b"+static", Static())
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
         self._stats.incr("requests")
@@ -61,9 +67,8 @@ class Root(Resource):
             return self
         return not_found("no such page")
 
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return b'<!DOCTYPE html><html><body><a href="simple/">simple index</a></body></html>\n'
+    def render_GET(self, request: Request) -> int | bytes:
+        return self._landing.render(request)
 
     def render_POST(self, request: Request) -> int | bytes:
         # Uploads: twine and `uv publish` post to /legacy/ or to the root, as users configure.

@@ -70,6 +70,8 @@ def _metadata(
     summary: str,
     requires_dist: Sequence[str],
     requires_python: str | None,
+    description: str | None = None,
+    description_content_type: str | None = None,
 ) -> bytes:
     lines = [
         "Metadata-Version: 2.1",
@@ -80,7 +82,9 @@ def _metadata(
     if requires_python:
         lines.append(f"Requires-Python: {requires_python}")
     lines.extend(f"Requires-Dist: {req}" for req in requires_dist)
-    return ("\n".join(lines) + "\n\n").encode("utf-8")
+    if description_content_type:
+        lines.append(f"Description-Content-Type: {description_content_type}")
+    return ("\n".join(lines) + "\n\n" + (description or "")).encode("utf-8")
 
 
 def _blob(seed: str, size: int) -> bytes:
@@ -96,12 +100,16 @@ def build_wheel(
     requires_python: str | None = None,
     extra_bytes: int = 0,
     summary: str = "A tiny test package",
+    description: str | None = None,
+    description_content_type: str | None = None,
 ) -> Built:
-    """Build a real, pip-installable pure-Python wheel in memory, byte-for-byte reproducibly."""
+    """Build a real, pip-installable pure-Python wheel in memory, byte-for-byte reproducibly;
+    ``description`` is METADATA's body (a README), of ``description_content_type``."""
     dist = dist_name(name)
     wheel_version = str(Version(version)).replace("-", "_")
     info = f"{dist}-{wheel_version}.dist-info"
-    metadata = _metadata(name, version, summary, requires_dist, requires_python)
+    metadata = _metadata(name, version, summary, requires_dist, requires_python, description,
+                         description_content_type)
     wheel_file = (
         "Wheel-Version: 1.0\n"
         "Generator: pypiproxy-tests\n"

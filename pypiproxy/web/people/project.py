@@ -1,0 +1,306 @@
+"""``GET /project/<name>/``: a project's versions and files, and what its metadata says, for people."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
+from twisted.web.template import Element, Tag, TagLoader, renderer, tags
+
+from ... import simple
+from ...cache import CachedPage, ProjectNotFound, cache_key
+from ...simple.coremetadata import CoreMetadata, read_core_metadata
+from ...upstream import UpstreamError
+from ..components import Components
+from ..http import redirect, render_async
+from ..simple import file_url
+from .description import description_tag, safe_href
+from .landing import human_bytes
+from .page import html_error, render_page, site_url, template
+
+log = Logger()
+
+# Files whose metadata is looked for, newest version first, before the page goes without.
+METADATA_LOOKUPS = 12
+
+
+@dataclass(frozen=True)
+class VersionGroup:
+    version: str
+    files: tuple[simple.FileEntry, ...]
+
+    @property
+    def yanked(self) -> bool:
+        return all(f.is_yanked for f in self.files)
+
+    @property
+    def yanked_reason(self) -> str | None:
+        return next((f.yanked_reason for f in self.files if f.yanked_reason), None)
+
+
+def newest_first(files: tuple[simple.FileEntry, ...]) -> list[VersionGroup]:
+    """The files grouped by version, the newest version first (unreadable versions last)."""
+    groups: dict[str, list[simple.FileEntry]] = {}
+    for entry in files:
+        groups.setdefault(entry.version or "unknown", []).append(entry)
+
+    def order(version: str) -> tuple[int, Version | str]:
+        try:
+            return (1, Version(version))
+        except InvalidVersion:
+            return (0, version)
+
+    ordered = sorted(groups, key=order, reverse=True)
+    # Wheels first within a version: their metadata is what installers read.
+    return [VersionGroup(v, tuple(sorted(groups[v], key=lambda f: (not f.filename.endswith(".whl"), f.filename))))
+            for v in ordered]
+
+
+def when(upload_time: str | None) -> str:
+    if not upload_time:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(upload_time.replace("Z", "+00:00"))
+    except ValueError:
+        return upload_time[:40]
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(frozen=True)
+class Shown:
+    """Everything one project page shows."""
+
+    name: str
+    private: bool
+    source: str
+    install: str
+    versions: list[VersionGroup]
+    metadata: CoreMetadata | None
+    metadata_version: str | None
+    description: Tag | None
+
+
+class _FileElement(Element):
+    def __init__(self, tag: Tag, entry: simple.FileEntry) -> None:
+        super().__init__(loader=TagLoader(tag))
+        self._entry = entry
+
+    @renderer
+    def file_yanked(self, request: IRequest, tag: Tag) -> Tag | str:
+        if not self._entry.is_yanked:
+            return ""
+        return tag.fillSlots(reason=self._entry.yanked_reason or "no reason given")
+
+
+class _VersionElement(Element):
+    def __init__(self, tag: Tag, group: VersionGroup, project: str) -> None:
+        super().__init__(loader=TagLoader(tag))
+        self._group = group
+        self._url = file_url(project)
+
+    @renderer
+    def version_yanked(self, request: IRequest, tag: Tag) -> Tag | str:
+        return tag if self._group.yanked else ""
+
+    @renderer
+    def version_reason(self, request: IRequest, tag: Tag) -> Tag | str:
+        if not self._group.yanked:
+            return ""
+        return tag.fillSlots(reason=self._group.yanked_reason or "no reason given")
+
+    @renderer
+    def file(self, request: IRequest, tag: Tag):
+        for entry in self._group.files:
+            row = tag.clone().fillSlots(
+                href=self._url(entry),
+                filename=entry.filename,
+                size=human_bytes(entry.size) if entry.size is not None else "—",
+                uploaded=when(entry.upload_time),
+                requires_python=entry.requires_python or "—",
+            )
+            yield _FileElement(row, entry)
+
+
+class _AboutElement(Element):
+    def __init__(self, tag: Tag, metadata: CoreMetadata) -> None:
+        super().__init__(loader=TagLoader(tag))
+        self._metadata = metadata
+
+    def _field(self, tag: Tag, **slots: str | None) -> Tag | str:
+        return tag.fillSlots(**slots) if all(slots.values()) else ""
+
+    @renderer
+    def requires_python(self, request: IRequest, tag: Tag) -> Tag | str:
+        return self._field(tag, requires_python=self._metadata.requires_python)
+
+    @renderer
+    def license(self, request: IRequest, tag: Tag) -> Tag | str:
+        return self._field(tag, license=self._metadata.license)
+
+    @renderer
+    def author(self, request: IRequest, tag: Tag) -> Tag | str:
+        return self._field(tag, author=self._metadata.author)
+
+    @renderer
+    def requirements(self, request: IRequest, tag: Tag) -> Tag | str:
+        return tag if self._metadata.requires_dist else ""
+
+    @renderer
+    def requirement(self, request: IRequest, tag: Tag):
+        for line in self._metadata.requires_dist:
+            yield tag.clone().fillSlots(requirement=line)
+
+    @renderer
+    def links(self, request: IRequest, tag: Tag) -> Tag | str:
+        return tag if self._metadata.project_urls else ""
+
+    @renderer
+    def link(self, request: IRequest, tag: Tag):
+        for label, url in self._metadata.project_urls:
+            href = safe_href(url)
+            shown = tags.a(url, href=href, rel="nofollow noopener noreferrer") if href else url
+            yield tag.clone().fillSlots(label=label, url=shown)
+
+
+class ProjectElement(Element):
+    loader = template("project.xml")
+
+    def __init__(self, shown: Shown) -> None:
+        super().__init__()
+        self._shown = shown
+
+    @renderer
+    def project(self, request: IRequest, tag: Tag) -> Tag:
+        shown = self._shown
+        count = len(shown.versions)
+        return tag.fillSlots(
+            name=shown.name,
+            kind="private" if shown.private else "upstream",
+            source=shown.source,
+            install=shown.install,
+            count=f"{count} version{'s' if count != 1 else ''}, newest first" if count else "No files.",
+        )
+
+    @renderer
+    def summary(self, request: IRequest, tag: Tag) -> Tag | str:
+        summary = self._shown.metadata.summary if self._shown.metadata else None
+        return tag.fillSlots(summary=summary) if summary else ""
+
+    @renderer
+    def about(self, request: IRequest, tag: Tag) -> Element | str:
+        if self._shown.metadata is None:
+            return tags.section(tags.h2("About"), tags.p(
+                "No metadata of this project is held here yet: it shows once a wheel (or its "
+                "metadata) has been fetched through this server.", class_="note"), class_="about")
+        return _AboutElement(tag.fillSlots(version=self._shown.metadata_version or ""), self._shown.metadata)
+
+    @renderer
+    def version(self, request: IRequest, tag: Tag):
+        for group in self._shown.versions:
+            yield _VersionElement(tag.clone().fillSlots(version=group.version), group, self._shown.name)
+
+    @renderer
+    def description(self, request: IRequest, tag: Tag) -> Tag | str:
+        if self._shown.description is None:
+            return ""
+        return tag.fillSlots(version=self._shown.metadata_version or "", description=self._shown.description)
+
+
+class Projects(Resource):
+    """``/project/``: nothing itself; ``/project/<name>/`` below it."""
+
+    def __init__(self, components: Components) -> None:
+        super().__init__()
+        self._components = components
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        if path == b"":
+            return html_error(404, "no such page; search for a project instead")
+        return ProjectPage(path, self._components)
+
+    def render_GET(self, request: Request) -> int:
+        return html_error(404, "no such page; search for a project instead").render(request)
+
+
+class ProjectPage(Resource):
+    """``/project/<name>/``: answered from the pages and what metadata is at hand."""
+
+    isLeaf = True
+
+    def __init__(self, segment: bytes, components: Components) -> None:
+        super().__init__()
+        self._segment = segment
+        self._components = components
+
+    def render_GET(self, request: Request) -> int | bytes:
+        name = self._segment.decode("utf-8", "replace")
+        if not simple.VALID_NAME.match(name):
+            return html_error(404, f"not a valid project name: {name[:100]!r}").render(request)
+        if request.postpath not in ([], [b""]):
+            return html_error(404, "no such page").render(request)
+        normalised = canonicalize_name(name)
+        if normalised != name or request.postpath == []:
+            # Relative, as /simple/ does, so it stays right behind a prefix-adding proxy.
+            return redirect(request, (f"../{normalised}/" if request.postpath else f"{normalised}/").encode())
+        return render_async(request, self._answer(request, normalised))
+
+    async def _answer(self, request: Request, name: str) -> IResource | bytes:
+        pages = self._components.pages
+        cached = pages.fresh(name)
+        if cached is None:
+            try:
+                cached = await pages.project(name)
+            except ProjectNotFound:
+                return html_error(404, f"no project named {name!r}")
+            except UpstreamError as e:
+                cached = await pages.cached(name)
+                if cached is None:
+                    return html_error(e.status, f"upstream failed: {e}")
+        shown = await self._shown(request, name, cached)
+        return await render_page(request, name, ProjectElement(shown))
+
+    async def _shown(self, request: Request, name: str, cached: CachedPage) -> Shown:
+        versions = newest_first(cached.page.files)
+        metadata, version = await self._metadata(versions)
+        description = None
+        if metadata is not None and metadata.description and metadata.description.strip():
+            description = await self._components.to_thread(
+                description_tag, metadata.description, metadata.description_content_type
+            )
+        private = cached.source == "private"
+        return Shown(
+            name=name,
+            private=private,
+            source="From this server's private store." if private else f"From the upstream {cached.source}",
+            install=f"pip install --index-url {site_url(request)}simple/ {name}",
+            versions=versions,
+            metadata=metadata,
+            metadata_version=version,
+            description=description,
+        )
+
+    async def _metadata(self, versions: list[VersionGroup]) -> tuple[CoreMetadata | None, str | None]:
+        """The newest version's metadata we hold (no download, no upstream request)."""
+        files = self._components.files
+        tried = 0
+        for group in versions:
+            for entry in group.files:
+                if tried >= METADATA_LOOKUPS:
+                    return None, None
+                tried += 1
+                data = await files.metadata_at_hand(cache_key(entry))
+                if data is None:
+                    continue
+                try:
+                    return read_core_metadata(data), group.version
+                except (ValueError, TypeError) as e:
+                    log.warn("unreadable metadata of {filename}: {error}", filename=entry.filename, error=str(e))
+        return None, None
