@@ -163,4 +163,4 @@ class Landing(Resource):
             misses=components.stats["cache_misses"],
             guard_rules=tuple(components.guard_rules()),
         )
-        return await render_page(request, "Home", LandingElement(facts, root))
+        return await render_page(request, "Home", LandingElement(facts, root), search_bar=False)

@@ -6,6 +6,7 @@ import re
 from importlib.resources import files
 
 from twisted.python.filepath import FilePath
+from twisted.web.http import RESPONSES
 from twisted.web.iweb import IRequest, ITemplateLoader
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
@@ -67,12 +68,18 @@ class Layout(Element):
 
     loader = template("layout.xml")
 
-    def __init__(self, request: IRequest, title: str, content: Element | Tag, query: str = "") -> None:
+    def __init__(self, request: IRequest, title: str, content: Element | Tag, query: str = "",
+                 search_bar: bool = True) -> None:
         super().__init__()
         self._root = root_of(request)
         self._title = title
         self._content = content
         self._query = query
+        self._search_bar = search_bar
+
+    @renderer
+    def search_bar(self, request: IRequest, tag: Tag) -> Tag | str:
+        return tag if self._search_bar else ""  # the landing page has a big one of its own
 
     @renderer
     def page(self, request: IRequest, tag: Tag) -> Tag:
@@ -84,10 +91,11 @@ class Layout(Element):
         return tag(self._content)
 
 
-async def render_page(request: IRequest, title: str, content: Element | Tag, query: str = "") -> bytes:
+async def render_page(request: IRequest, title: str, content: Element | Tag, query: str = "",
+                      search_bar: bool = True) -> bytes:
     """The whole HTML answer for ``content`` (headers set; a HEAD gets them alone)."""
     set_html_headers(request)
-    body = DOCTYPE + await flattenString(request, Layout(request, title, content, query))
+    body = DOCTYPE + await flattenString(request, Layout(request, title, content, query, search_bar))
     request.setHeader(b"content-length", b"%d" % len(body))
     return body
 
@@ -102,7 +110,7 @@ class _Message(Element):
 
     @renderer
     def message(self, request: IRequest, tag: Tag) -> Tag:
-        return tag.fillSlots(code=str(self._code), reason=self._reason)
+        return tag.fillSlots(code=f"{self._code} {RESPONSES.get(self._code, b'').decode()}", reason=self._reason)
 
 
 class _HtmlError(Resource):
@@ -121,7 +129,8 @@ class _HtmlError(Resource):
         request.setResponseCode(self._code, phrase[:200])
         for name, value in self._headers.items():
             request.setHeader(name.encode(), value.encode())
-        return render_async(request, render_page(request, f"{self._code}", _Message(self._code, self._reason)))
+        title = f"{self._code} {RESPONSES.get(self._code, b'').decode()}"
+        return render_async(request, render_page(request, title, _Message(self._code, self._reason)))
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
         return self

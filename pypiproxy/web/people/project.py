@@ -43,6 +43,11 @@ class VersionGroup:
     def yanked_reason(self) -> str | None:
         return next((f.yanked_reason for f in self.files if f.yanked_reason), None)
 
+    @property
+    def yanked_alike(self) -> bool:
+        """Every file yanked, all for the same reason: the version's line says it for all."""
+        return self.yanked and len({f.yanked_reason for f in self.files}) == 1
+
 
 def newest_first(files: tuple[simple.FileEntry, ...]) -> list[VersionGroup]:
     """The files grouped by version, the newest version first (unreadable versions last)."""
@@ -89,13 +94,14 @@ class Shown:
 
 
 class _FileElement(Element):
-    def __init__(self, tag: Tag, entry: simple.FileEntry) -> None:
+    def __init__(self, tag: Tag, entry: simple.FileEntry, said: bool) -> None:
         super().__init__(loader=TagLoader(tag))
         self._entry = entry
+        self._said = said  # the version's heading says it all already
 
     @renderer
     def file_yanked(self, request: IRequest, tag: Tag) -> Tag | str:
-        if not self._entry.is_yanked:
+        if not self._entry.is_yanked or self._said:
             return ""
         return tag.fillSlots(reason=self._entry.yanked_reason or "no reason given")
 
@@ -126,7 +132,7 @@ class _VersionElement(Element):
                 uploaded=when(entry.upload_time),
                 requires_python=entry.requires_python or "—",
             )
-            yield _FileElement(row, entry)
+            yield _FileElement(row, entry, self._group.yanked_alike)
 
 
 class _AboutElement(Element):
@@ -196,7 +202,11 @@ class ProjectElement(Element):
 
     @renderer
     def about(self, request: IRequest, tag: Tag) -> Element | str:
-        if self._shown.metadata is None:
+        metadata = self._shown.metadata
+        if metadata is not None and not (metadata.requires_python or metadata.license or metadata.author
+                                         or metadata.requires_dist or metadata.project_urls):
+            return ""
+        if metadata is None:
             return tags.section(tags.h2("About"), tags.p(
                 "No metadata of this project is held here yet: it shows once a wheel (or its "
                 "metadata) has been fetched through this server.", class_="note"), class_="about")
