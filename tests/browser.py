@@ -43,6 +43,7 @@ class Browser:
         options.add_argument(f"--user-data-dir={profile}")
         options.add_argument(f"--window-size={DESKTOP[0]},{DESKTOP[1]}")
         self.shots = shots
+        self.profile = profile
         shots.mkdir(parents=True, exist_ok=True)
         # No selenium manager: the driver is given, and nothing is reported anywhere.
         os.environ["SE_AVOID_STATS"] = "true"
@@ -89,11 +90,12 @@ class Browser:
         self.driver.quit()
 
 
-@pytest.fixture
-def browser(tmp_path):
+def open_browser(tmp_path: Path) -> Browser:
+    """A fresh browser for one test (skips it where chromium is not installed)."""
     require_chromium()
-    profile = tmp_path / "chromium-profile"
-    started = Browser(profile, tmp_path / "screenshots")
-    yield started
-    started.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    return Browser(tmp_path / "chromium-profile", tmp_path / "screenshots")
+
+
+def close_browser(browser: Browser) -> None:
+    browser.quit()
+    shutil.rmtree(browser.profile, ignore_errors=True)

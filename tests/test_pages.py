@@ -301,3 +301,19 @@ def test_a_hostile_description_never_becomes_markup(content_type):
 def test_unrenderable_rst_is_shown_as_text():
     html = flatten(description_tag("Title\n===\n\n.. raw:: html\n\n   <script>x()</script>\n", "text/x-rst"))
     assert "<script" not in html
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_project_with_many_versions_shows_the_newest_in_full_and_lists_the_rest(proxy, fake_index, wheels):
+    from pypiproxy.web.people.project import MAX_VERSIONS
+
+    count = MAX_VERSIONS + 5
+    for minor in range(count):
+        fake_index.add("big", wheels.wheel("big", f"1.{minor}"), yanked=(minor == 0))
+    response, body = await proxy.get("project/big/")
+    html = body.decode()
+    shown = re.findall(r'<section class="version" id="v([^"]+)"', html)
+    assert shown == [f"1.{m}" for m in range(count - 1, count - 1 - MAX_VERSIONS, -1)]
+    older = re.search(r'<section class="older">(.*?)</section>', html, re.S).group(1)
+    assert text_of(older.encode()).split("Older versions ")[1].startswith("1.4, 1.3, 1.2, 1.1, 1.0 yanked")
+    assert 'href="../../simple/big/"' in older

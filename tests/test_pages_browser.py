@@ -7,10 +7,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from browser import Browser, browser  # noqa: F401  (the fixture)
+from browser import Browser, close_browser, open_browser
 from conftest import clean_client_env
 from fakeindex import Built
 
@@ -26,6 +27,13 @@ Look: <img src="x" onerror="document.title='pwned-by-img'" alt="a picture">
 
 Type `<script>` to begin.
 """
+
+
+@pytest.fixture
+def browser(tmp_path):
+    started = open_browser(tmp_path)
+    yield started
+    close_browser(started)
 
 
 def add_private(cache_dir: Path, built: Built) -> None:
