@@ -11,7 +11,7 @@ from twisted.web.template import Element, Tag, renderer
 
 from ..components import Components
 from ..http import render_async
-from .page import render_page, site_url, template
+from .page import human_bytes, render_page, site_url, template
 
 # How long a count of the cache's files is shown before it is counted again (a walk of
 # every folder: in a thread, and not once per page view).
@@ -52,14 +52,6 @@ def publish_snippets(root: str) -> list[Snippet]:
         Snippet("poetry publish", "once per machine, then in the project",
                 f"poetry config repositories.pypiproxy {upload}\npoetry publish -r pypiproxy"),
     ]
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 class Census:

@@ -43,6 +43,14 @@ def site_url(request: IRequest) -> str:
     return f"{scheme}://{host}/"
 
 
+def human_bytes(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
 def template(name: str) -> ITemplateLoader:
     """A template shipped beside this module (package data)."""
     return XMLFile(FilePath(str(files(__package__) / "templates" / name)))

@@ -21,8 +21,7 @@ from ..components import Components
 from ..http import redirect, render_async
 from ..simple import file_url
 from .description import description_tag, safe_href
-from .landing import human_bytes
-from .page import html_error, render_page, site_url, template
+from .page import html_error, human_bytes, render_page, site_url, template
 
 log = Logger()
 
