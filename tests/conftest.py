@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+from support.browser import Browser, close_browser, open_browser  # noqa: E402
 from support.builders import WheelCache  # noqa: E402
 from support.clients import clean_client_env  # noqa: E402
 from support.fakeindex import FakeIndex  # noqa: E402
@@ -111,3 +112,12 @@ def memory_index(memory) -> FakeIndex:
 def memory_proxy(memory, memory_index) -> MemoryProxy:
     """A proxy in memory whose one upstream is the in-memory fake index."""
     return memory.proxy(memory_index.url)
+
+
+@pytest.fixture
+def browser(tmp_path) -> Iterator[Browser]:
+    """A fresh headless Chromium (skipped where Debian's chromium is missing); screenshots
+    go to ``tmp_path / "screenshots"``."""
+    started = open_browser(tmp_path)
+    yield started
+    close_browser(started)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import re
 import time
 from html import unescape
-from pathlib import Path
 
 import bcrypt
 import pytest
 import pytest_twisted
 
-from support.builders import Built
+from support.cache import add_private
 
-from pypiproxy.private import PrivateStore, check_distribution
+from twisted.web.template import flattenString
+
 from pypiproxy.web.people.description import description_tag
 from pypiproxy.web.people.names import NameIndex
-from twisted.web.template import flattenString
 
 
 def header(response, name: str) -> str | None:
@@ -27,14 +26,6 @@ def header(response, name: str) -> str | None:
 def text_of(body: bytes) -> str:
     """The page's text as a reader sees it: tags gone, entities resolved, spaces squeezed."""
     return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", body.decode())))
-
-
-def add_private(cache_dir: Path, built: Built) -> None:
-    """Put a file into the private store of a cache directory, as an upload would."""
-    store = PrivateStore(cache_dir / "private", lambda name: cache_dir / f"{name}.tmp")
-    path = cache_dir / built.filename
-    path.write_bytes(built.data)
-    store.add(path, check_distribution(path, built.filename))
 
 
 def assert_html_headers(response) -> None:

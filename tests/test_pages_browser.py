@@ -5,17 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
-import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from browser import Browser, close_browser, open_browser
-from conftest import clean_client_env
-from fakeindex import Built
-
-from pypiproxy.private import PrivateStore, check_distribution
+from support.browser import Browser
+from support.cache import add_private
+from support.clients import clean_client_env
 
 HOSTILE = """# Release notes
 
@@ -27,21 +23,6 @@ Look: <img src="x" onerror="document.title='pwned-by-img'" alt="a picture">
 
 Type `<script>` to begin.
 """
-
-
-@pytest.fixture
-def browser(tmp_path):
-    started = open_browser(tmp_path)
-    yield started
-    close_browser(started)
-
-
-def add_private(cache_dir: Path, built: Built) -> None:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    store = PrivateStore(cache_dir / "private", lambda name: cache_dir / f"{name}.tmp")
-    path = cache_dir / built.filename
-    path.write_bytes(built.data)
-    store.add(path, check_distribution(path, built.filename))
 
 
 def fetch(url: str) -> bytes:

@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 from urllib.parse import urljoin
 
-__all__ = ["cached_files", "file_path", "temporaries"]
+from pypiproxy.private import PrivateStore, check_distribution
+
+from .builders import Built
+
+__all__ = ["add_private", "cached_files", "file_path", "temporaries"]
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -29,3 +33,12 @@ async def file_path(proxy, project: str, filename: str) -> str:
         if f["filename"] == filename:
             return urljoin(f"http://p/simple/{project}/", f["url"]).removeprefix("http://p/")
     raise KeyError(filename)
+
+
+def add_private(cache_dir: Path, built: Built) -> None:
+    """Put a file into a cache directory's private store, as an upload would (before a server starts)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    store = PrivateStore(cache_dir / "private", lambda name: cache_dir / f"{name}.tmp")
+    path = cache_dir / built.filename
+    path.write_bytes(built.data)
+    store.add(path, check_distribution(path, built.filename))

@@ -1,9 +1,8 @@
-"""A headless Chromium (Debian's chromium + chromedriver) driven by selenium, for the pages' tests.
+"""A headless Chromium (Debian's chromium + chromedriver) driven by selenium, for the pages' tests."""
 
-Nothing is downloaded: the driver is /usr/bin/chromedriver, given explicitly, and the
-browser runs with a fresh profile and its background networking off. Every call blocks:
-tests run them in a thread, so the reactor (and the fake upstream on it) keeps answering.
-"""
+# Nothing is downloaded: the driver is /usr/bin/chromedriver, given explicitly, and the
+# browser runs with a fresh profile and its background networking off. Every call blocks:
+# tests run them in a thread, so the reactor (and the fake upstream on it) keeps answering.
 
 from __future__ import annotations
 
