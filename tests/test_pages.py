@@ -122,7 +122,7 @@ async def test_search_lists_private_then_cached_then_upstream_names(make_proxy, 
     assert "No project name contains it." in text_of(body)
 
 
-def test_name_search_answers_fast_on_a_long_list_and_puts_the_exact_name_first():
+def test_name_search_answers_fast_on_a_long_list_and_puts_the_exact_name_first(tmp_path):
     names = [f"project-{i}" for i in range(750_000)] + ["needle-thing", "needle"]
     started = time.monotonic()
     index = NameIndex(names)
@@ -134,6 +134,17 @@ def test_name_search_answers_fast_on_a_long_list_and_puts_the_exact_name_first()
     assert len(index.search("project-1", limit=300)) == 300
     assert index.search("needle", limit=300, skip=frozenset({"needle"})) == ["needle-thing"]
     assert elapsed < 2.0, f"building and searching 750,000 names took {elapsed:.2f}s"
+
+    # The same over a names file (one a line), as the project list on disk writes it.
+    path = tmp_path / "names.txt"
+    path.write_text("needle\n" + "\n".join(names[:1000]) + "\nlast-needle")
+    on_disk = NameIndex.of_file(path)
+    assert on_disk.search("needle", limit=10) == ["needle", "last-needle"]
+    assert "last-needle" in on_disk and "needle" in on_disk and "project-999" in on_disk
+    assert "project-99" + "9-" not in on_disk
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert NameIndex.of_file(empty).search("x", limit=10) == []
 
 
 # Project pages ---------------------------------------------------------------------------------

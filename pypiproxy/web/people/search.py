@@ -1,5 +1,11 @@
 """``GET /+search?q=TEXT``: project names containing TEXT — private ones, cached ones, the upstream's."""
 
+# The upstream's names come from IProjectPages.project_names() (a tuple, the same one while
+# unchanged), indexed once per tuple. Once the project list is streamed to disk with a
+# names file (one normalised name a line: ``names.txt``), ``_search`` should instead open
+# ``NameIndex.of_file(names_path)`` in a thread whenever the file changes (its mtime) and
+# search that: the same ``find`` loop over an mmap, and no 750,000-name tuple in memory.
+
 from __future__ import annotations
 
 import re
