@@ -39,12 +39,12 @@ def assert_html_headers(response) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_landing_page_settings_follow_the_host_and_scheme_the_browser_used(make_proxy, fake_index, tmp_path, wheels):
+async def test_landing_page_settings_follow_the_host_and_scheme_the_browser_used(memory, memory_index, tmp_path, wheels):
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     add_private(cache_dir, wheels.wheel("corp-app", "1.0"))
-    with_secret = fake_index.url.replace("http://", "http://reader:s3cret-word@")
-    proxy = await make_proxy(with_secret, cache_dir=cache_dir)
+    with_secret = memory_index.url.replace("http://", "http://reader:s3cret-word@")
+    proxy = memory.proxy(with_secret, cache_dir=cache_dir)
 
     response, body = await proxy.get("", {"Host": "packages.corp.example:8080"})
     assert response.code == 200
@@ -58,7 +58,7 @@ async def test_landing_page_settings_follow_the_host_and_scheme_the_browser_used
     assert "twine upload --repository-url http://packages.corp.example:8080/legacy/ dist/*" in text
     assert "uv publish --publish-url http://packages.corp.example:8080/legacy/ dist/*" in text
     assert "poetry source add --priority=primary pypiproxy http://packages.corp.example:8080/simple/" in text
-    assert fake_index.url in text  # the upstream, without its credentials
+    assert memory_index.url in text  # the upstream, without its credentials
     assert "s3cret-word" not in body.decode() and "reader" not in body.decode()
     assert re.search(r"Private projects 1 ", text)
     assert '<form class="search big" method="get" action="+search"' in body.decode()
@@ -72,20 +72,20 @@ async def test_landing_page_settings_follow_the_host_and_scheme_the_browser_used
     # A Host header that is not a host name is never shown back.
     response, body = await proxy.get("", {"Host": "evil<script>"})
     assert b"evil" not in body
-    assert f"index-url = http://127.0.0.1:{proxy.port.getHost().port}/simple/" in text_of(body)
+    assert re.search(r"index-url = http://[0-9.]+:\d+/simple/ ", text_of(body))  # the server's own address
 
 
 @pytest_twisted.ensureDeferred
-async def test_landing_page_counts_cached_files_and_the_hit_ratio(proxy, fake_index, wheels):
+async def test_landing_page_counts_cached_files_and_the_hit_ratio(memory_proxy, memory_index, wheels):
     built = wheels.wheel("demo", "1.0", extra_bytes=5000)
-    fake_index.add("demo", built)
-    _, page = await proxy.get("simple/demo/", {"Accept": "application/vnd.pypi.simple.v1+json"})
+    memory_index.add("demo", built)
+    _, page = await memory_proxy.get("simple/demo/", {"Accept": "application/vnd.pypi.simple.v1+json"})
     url = re.search(r'"url":\s*"\.\./\.\./([^"]+)"', page.decode()).group(1)
     for _ in range(4):  # one miss, three hits
-        response, data = await proxy.get(url)
+        response, data = await memory_proxy.get(url)
         assert data == built.data
 
-    _, body = await proxy.get("")
+    _, body = await memory_proxy.get("")
     text = text_of(body)
     assert "75% (3 of 4 files from the cache)" in text
     assert f"1 files, {built.size / 1024:.1f} KiB" in text
@@ -95,13 +95,13 @@ async def test_landing_page_counts_cached_files_and_the_hit_ratio(proxy, fake_in
 
 
 @pytest_twisted.ensureDeferred
-async def test_search_lists_private_then_cached_then_upstream_names(make_proxy, fake_index, tmp_path, wheels):
+async def test_search_lists_private_then_cached_then_upstream_names(memory, memory_index, tmp_path, wheels):
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     add_private(cache_dir, wheels.wheel("corp-tool", "1.0"))
     for name in ("tool-upstream", "toolkit-cached", "unrelated"):
-        fake_index.add(name, wheels.wheel(name, "1.0"))
-    proxy = await make_proxy(fake_index.url, cache_dir=cache_dir)
+        memory_index.add(name, wheels.wheel(name, "1.0"))
+    proxy = memory.proxy(memory_index.url, cache_dir=cache_dir)
     await proxy.get("simple/toolkit-cached/")  # now its page is held
 
     response, body = await proxy.get("+search?q=TOOL")
@@ -151,18 +151,18 @@ def test_name_search_answers_fast_on_a_long_list_and_puts_the_exact_name_first(t
 
 
 @pytest_twisted.ensureDeferred
-async def test_project_page_shows_versions_newest_first_with_yanked_files_and_their_reason(proxy, fake_index, wheels):
-    fake_index.add("demo", wheels.wheel("demo", "1.0"), yanked="broken build", upload_time="2024-01-02T03:04:05Z")
-    fake_index.add("demo", wheels.wheel("demo", "10.0", requires_python=">=3.9"))
-    fake_index.add("demo", wheels.wheel("demo", "2.0"))
+async def test_project_page_shows_versions_newest_first_with_yanked_files_and_their_reason(memory_proxy, memory_index, wheels):
+    memory_index.add("demo", wheels.wheel("demo", "1.0"), yanked="broken build", upload_time="2024-01-02T03:04:05Z")
+    memory_index.add("demo", wheels.wheel("demo", "10.0", requires_python=">=3.9"))
+    memory_index.add("demo", wheels.wheel("demo", "2.0"))
 
-    response, body = await proxy.get("project/Demo/")
+    response, body = await memory_proxy.get("project/Demo/")
     assert response.code == 301
     assert header(response, "Location") == "../demo/"
-    response, body = await proxy.get("project/demo")
+    response, body = await memory_proxy.get("project/demo")
     assert (response.code, header(response, "Location")) == (301, "demo/")
 
-    response, body = await proxy.get("project/demo/")
+    response, body = await memory_proxy.get("project/demo/")
     assert response.code == 200
     assert_html_headers(response)
     html = body.decode()
@@ -172,82 +172,82 @@ async def test_project_page_shows_versions_newest_first_with_yanked_files_and_th
     assert "2024-01-02 03:04 UTC" in text
     assert ">=3.9" in text
     assert "upstream" in re.search(r'<span class="badge (\w+)">', html).group(1)
-    assert f"pip install --index-url http://127.0.0.1:{proxy.port.getHost().port}/simple/ demo" in text
+    assert "pip install --index-url http://proxy.test/simple/ demo" in text
     # The file links lead to our own file URLs, as on /simple/.
     assert re.search(r'href="\.\./\.\./files/demo/[0-9a-f]{64}/demo-10\.0-py3-none-any\.whl"', html)
 
 
 @pytest_twisted.ensureDeferred
-async def test_project_page_shows_metadata_only_where_it_is_at_hand_and_never_downloads(proxy, fake_index, wheels):
+async def test_project_page_shows_metadata_only_where_it_is_at_hand_and_never_downloads(memory_proxy, memory_index, wheels):
     built = wheels.wheel("demo", "1.0", summary="Makes demos", requires_dist=["attrs>=21"],
                          description="# Demo\n\nSome *words*.", description_content_type="text/markdown")
-    fake_index.add("demo", built)
+    memory_index.add("demo", built)
 
-    _, body = await proxy.get("project/demo/")
+    _, body = await memory_proxy.get("project/demo/")
     assert "No metadata of this project is held here yet" in text_of(body)
-    assert fake_index.count("/files/") == 0, "a page view must not download anything"
+    assert memory_index.count("/files/") == 0, "a page view must not download anything"
 
-    _, page = await proxy.get("simple/demo/", {"Accept": "application/vnd.pypi.simple.v1+json"})
+    _, page = await memory_proxy.get("simple/demo/", {"Accept": "application/vnd.pypi.simple.v1+json"})
     url = re.search(r'"url":\s*"\.\./\.\./([^"]+)"', page.decode()).group(1)
-    response, data = await proxy.get(url)
+    response, data = await memory_proxy.get(url)
     assert data == built.data
 
-    _, body = await proxy.get("project/demo/")
+    _, body = await memory_proxy.get("project/demo/")
     html, text = body.decode(), text_of(body)
     assert '<p class="summary">Makes demos</p>' in html
     assert "attrs>=21" in text
     assert "<em>words</em>" in html  # Markdown, rendered
-    assert fake_index.count("/files/") == 1
+    assert memory_index.count("/files/") == 1
 
 
 @pytest_twisted.ensureDeferred
-async def test_private_project_page_reads_the_uploads_metadata(make_proxy, fake_index, tmp_path, wheels):
+async def test_private_project_page_reads_the_uploads_metadata(memory, memory_index, tmp_path, wheels):
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     add_private(cache_dir, wheels.wheel("corp-app", "2.3", summary="The company app",
                                         description="Corp\n====\n\nreST *too*.\n"))
-    proxy = await make_proxy(fake_index.url, cache_dir=cache_dir)
+    proxy = memory.proxy(memory_index.url, cache_dir=cache_dir)
 
     _, body = await proxy.get("project/corp-app/")
     html = body.decode()
     assert '<span class="badge private">private</span>' in html
     assert '<p class="summary">The company app</p>' in html
     assert "<em>too</em>" in html  # reST, rendered: the default without a content type
-    assert fake_index.count("/simple/corp-app/") == 0
+    assert memory_index.count("/simple/corp-app/") == 0
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_projects_and_bad_names_are_404_pages(proxy):
-    response, body = await proxy.get("project/no-such-project/")
+async def test_unknown_projects_and_bad_names_are_404_pages(memory_proxy):
+    response, body = await memory_proxy.get("project/no-such-project/")
     assert response.code == 404
     assert_html_headers(response)
     assert "no project named 'no-such-project'" in text_of(body)
-    response, body = await proxy.get("project/%3Cb%3E/")
+    response, body = await memory_proxy.get("project/%3Cb%3E/")
     assert response.code == 404
     assert b"<b>" not in body
-    response, _ = await proxy.get("project/")
+    response, _ = await memory_proxy.get("project/")
     assert response.code == 404
-    response, _ = await proxy.get("project/demo/extra")
+    response, _ = await memory_proxy.get("project/demo/extra")
     assert response.code == 404
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_stylesheet_is_served_from_this_origin(proxy):
-    response, body = await proxy.get("+static/style.css")
+async def test_the_stylesheet_is_served_from_this_origin(memory_proxy):
+    response, body = await memory_proxy.get("+static/style.css")
     assert response.code == 200
     assert header(response, "Content-Type") == "text/css; charset=utf-8"
     assert header(response, "X-Content-Type-Options") == "nosniff"
     assert b"prefers-color-scheme: dark" in body
     assert b"url(" not in body  # nothing loaded from anywhere
-    response, _ = await proxy.get("+static/other.css")
+    response, _ = await memory_proxy.get("+static/other.css")
     assert response.code == 404
 
 
 @pytest_twisted.ensureDeferred
-async def test_with_auth_all_the_pages_need_the_login_and_health_does_not(make_proxy, fake_index, tmp_path):
+async def test_with_auth_all_the_pages_need_the_login_and_health_does_not(memory, memory_index, tmp_path):
     users = tmp_path / "htpasswd"
     users.write_text("alice:" + bcrypt.hashpw(b"wonder", bcrypt.gensalt(4)).decode() + "\n")
-    proxy = await make_proxy(fake_index.url, htpasswd=users, auth="all")
+    proxy = memory.proxy(memory_index.url, htpasswd=users, auth="all")
     for path in ("", "+search?q=x", "project/demo/", "+static/style.css"):
         response, _ = await proxy.get(path)
         assert response.code == 401, path
@@ -306,13 +306,13 @@ def test_unrenderable_rst_is_shown_as_text():
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_project_with_many_versions_shows_the_newest_in_full_and_lists_the_rest(proxy, fake_index, wheels):
+async def test_a_project_with_many_versions_shows_the_newest_in_full_and_lists_the_rest(memory_proxy, memory_index, wheels):
     from pypiproxy.web.people.project import MAX_VERSIONS
 
     count = MAX_VERSIONS + 5
     for minor in range(count):
-        fake_index.add("big", wheels.wheel("big", f"1.{minor}"), yanked=(minor == 0))
-    response, body = await proxy.get("project/big/")
+        memory_index.add("big", wheels.wheel("big", f"1.{minor}"), yanked=(minor == 0))
+    response, body = await memory_proxy.get("project/big/")
     html = body.decode()
     shown = re.findall(r'<section class="version" id="v([^"]+)"', html)
     assert shown == [f"1.{m}" for m in range(count - 1, count - 1 - MAX_VERSIONS, -1)]
