@@ -75,6 +75,21 @@ class Guard:
             parts.append(f"--allow-only {self._allow.path} ({len(self._allow.rules)} projects)")
         return ", ".join(parts) or "no rules (quarantined projects are still refused)"
 
+    def lines(self) -> tuple[str, ...]:
+        """The rules in force now, one line each, for people (the landing page); none: empty.
+        Blocked lines are shown as written, at most 50; the allow list by its size."""
+        rules = self.rules()
+        lines = []
+        if self.min_age is not None:
+            lines.append(f"files newer than {format_duration(self.min_age)} are held back" + (
+                f" (except {', '.join(sorted(self._exempt))})" if self._exempt else ""))
+        lines += [f"blocked: {rule.line}" for rule in rules.block[:50]]
+        if len(rules.block) > 50:
+            lines.append(f"… and {len(rules.block) - 50} more blocked lines")
+        if rules.allow is not None:
+            lines.append(f"only the {len(rules.allow)} projects of the allow list are served")
+        return tuple(lines)
+
     def rules(self) -> Rules:
         """The rules in force now (the files are re-read when they change)."""
         block = self._block.current() if self._block else ()

@@ -16,7 +16,7 @@ from ..guard import Clearance, Guard, GuardedFiles, GuardedPages
 from ..private import PrivateFiles, PrivatePages, PrivateStore, Team, UploadRules, upstream_serves
 from ..stats import Stats
 from ..upstream import UpstreamClient
-from ..web import Components, Root, SiteRequest, TokenService, TokensPage, Upload, site_for
+from ..web import Components, Root, SiteRequest, TeamActions, TokenService, Upload, site_for
 from ..web.http import ToThread
 from .options import Options
 
@@ -97,15 +97,15 @@ def build_site(
         budget = LRUBudget(store, config.max_cache_size, stats, reactor, on_evict=metadata.forget)
     file_cache = FileCache(store, client, stats, metadata, to_thread, budget)
     files = PrivateFiles(GuardedFiles(file_cache, guard, clearance), private)
+    tokens = TokenService(team.tokens, team.audit, cache_dir / "team" / "csrf.key", reactor, to_thread)
     root = Root(
         Components(
             pages=pages, files=files, stats=stats, ttl=config.index_ttl, clock=reactor, to_thread=to_thread,
-            upstreams=tuple(u.url for u in config.upstreams), census=store.census,
+            upstreams=tuple(u.url for u in config.upstreams), census=store.census, guard_rules=guard.lines,
+            team=TeamActions(private, rules, team.audit, tokens, logins=config.htpasswd is not None),
         )
     )
     root.putChild(b"legacy", Upload(private, rules, team.audit, stats, to_thread))
-    tokens = TokenService(team.tokens, team.audit, cache_dir / "team" / "csrf.key", reactor, to_thread)
-    root.putChild(b"+tokens", TokensPage(tokens))
     site = site_for(
         root,
         config,

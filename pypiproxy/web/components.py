@@ -10,8 +10,22 @@ from twisted.internet.interfaces import IReactorTime
 from .. import simple
 from ..cache import cache_key
 from ..interfaces import IFiles, IProjectPages
+from ..private import Audit, PrivateStore, UploadRules
 from ..stats import Stats
 from .http import ToThread
+from .tokens import TokenService
+
+
+@dataclass(frozen=True)
+class TeamActions:
+    """What the pages change things through: yank in the store (for those the rules let
+    manage a project), each user's tokens, and the audit trail."""
+
+    store: PrivateStore
+    rules: UploadRules
+    audit: Audit
+    tokens: TokenService
+    logins: bool  # the server has users (--htpasswd): there is a login to ask for
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,12 @@ class Components:
     upstreams: tuple[str, ...] = ()
     census: Callable[[], tuple[int, int]] | None = None
     guard_rules: Callable[[], tuple[str, ...]] = field(default=lambda: ())
+    team: TeamActions | None = None
+
+    @property
+    def logins(self) -> bool:
+        """The server has users: the pages offer to log in."""
+        return self.team is not None and self.team.logins
 
     def announce_local_metadata(self, entry: simple.FileEntry) -> simple.FileEntry:
         """A cached wheel's METADATA is offered (PEP 658) even where the upstream had none,

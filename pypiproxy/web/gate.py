@@ -74,6 +74,12 @@ class AccessPolicy:
             return request.path != b"/+health"
         if request.path == b"/+tokens" or request.path.startswith(b"/+tokens/"):
             return True  # each user's own tokens
+        if request.path == b"/+login":
+            return True  # the pages' "log in": the browser's own prompt
+        if request.getHeader(b"authorization") is not None and _is_page_for_people(request):
+            # A browser that logged in sends its login along: the pages show that user's
+            # actions (yank, tokens), so it is checked, and a wrong one asked for again.
+            return True
         return _is_upload(request) and not self._anonymous_upload
 
     async def login(self, request: IRequest) -> resource.IResource | None:
@@ -108,6 +114,10 @@ class AccessPolicy:
 
 def _unauthorized(reason: str) -> resource.IResource:
     return error_page(401, reason, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+
+def _is_page_for_people(request: IRequest) -> bool:
+    return request.path in (b"/", b"/+search") or request.path.startswith(b"/project/")
 
 
 def _is_upload(request: IRequest) -> bool:

@@ -9,7 +9,7 @@ from ..stats import Stats
 from .components import Components
 from .errors import not_found
 from .files import Files
-from .people import Landing, Projects, Search, Static
+from .people import Landing, Login, Projects, Search, Static, Tokens
 from .simple import ProjectList
 
 
@@ -56,6 +56,9 @@ class Root(Resource):
         self.putChild(b"project", Projects(components))
         self.putChild(b"+search", Search(components))
         self.putChild(b"+static", Static())
+        if components.team is not None:
+            self.putChild(b"+tokens", Tokens(components))
+            self.putChild(b"+login", Login(components.team.logins))
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
         self._stats.incr("requests")

@@ -155,4 +155,5 @@ class Landing(Resource):
             misses=components.stats["cache_misses"],
             guard_rules=tuple(components.guard_rules()),
         )
-        return await render_page(request, "Home", LandingElement(facts, root), search_bar=False)
+        return await render_page(request, "Home", LandingElement(facts, root), search_bar=False,
+                                 logins=components.logins)

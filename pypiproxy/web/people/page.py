@@ -1,17 +1,19 @@
-"""What every page for people shares: the layout, the security headers, the HTML error twin."""
+"""What every page for people shares: the layout, the security headers, forms, the HTML error twin."""
 
 from __future__ import annotations
 
 import re
 from importlib.resources import files
+from urllib.parse import parse_qs, urlencode
 
 from twisted.python.filepath import FilePath
-from twisted.web.http import RESPONSES
+from twisted.web.http import RESPONSES, SEE_OTHER
 from twisted.web.iweb import IRequest, ITemplateLoader
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
-from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer
+from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer, tags
 
+from ...private import Account
 from ..http import render_async
 
 DOCTYPE = b"<!DOCTYPE html>\n"
@@ -51,6 +53,34 @@ def human_bytes(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def logged_in(request: IRequest) -> Account | None:
+    """The account the gate checked this request's login as, if it asked for one."""
+    account = getattr(request, "account", None)
+    return account if isinstance(account, Account) else None
+
+
+def form_fields(request: IRequest) -> dict[str, list[str]]:
+    """A form POST's fields (the body is small and in memory); raises ValueError."""
+    kind = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    if kind != b"application/x-www-form-urlencoded":
+        raise ValueError("send the form (application/x-www-form-urlencoded)")
+    body = request.content.read() if request.content is not None else b""
+    return parse_qs(body.decode("utf-8", "replace"))
+
+
+def one(fields: dict[str, list[str]], name: str) -> str:
+    values = fields.get(name)
+    return values[0].strip() if values else ""
+
+
+def see_other(request: IRequest, location: str) -> bytes:
+    """After a change, the page to look at (a reload then repeats nothing)."""
+    request.setResponseCode(SEE_OTHER)
+    request.setHeader(b"location", location.encode())
+    request.setHeader(b"cache-control", b"no-store")
+    return b""
+
+
 def template(name: str) -> ITemplateLoader:
     """A template shipped beside this module (package data)."""
     return XMLFile(FilePath(str(files(__package__) / "templates" / name)))
@@ -77,13 +107,26 @@ class Layout(Element):
     loader = template("layout.xml")
 
     def __init__(self, request: IRequest, title: str, content: Element | Tag, query: str = "",
-                 search_bar: bool = True) -> None:
+                 search_bar: bool = True, logins: bool = False) -> None:
         super().__init__()
         self._root = root_of(request)
         self._title = title
         self._content = content
         self._query = query
         self._search_bar = search_bar
+        self._logins = logins
+
+    @renderer
+    def who(self, request: IRequest, tag: Tag) -> Tag | str:
+        """Who is logged in (and their tokens), or the way to log in where there are users."""
+        account = logged_in(request)
+        if account is not None:
+            return tag(tags.span(account.name, class_="user"), " · ",
+                       tags.a("Your tokens", href=self._root + "+tokens"))
+        if not self._logins:
+            return ""
+        here = request.path.decode("latin-1")
+        return tag(tags.a("Log in", href=self._root + "+login?" + urlencode({"next": here})))
 
     @renderer
     def search_bar(self, request: IRequest, tag: Tag) -> Tag | str:
@@ -100,10 +143,10 @@ class Layout(Element):
 
 
 async def render_page(request: IRequest, title: str, content: Element | Tag, query: str = "",
-                      search_bar: bool = True) -> bytes:
+                      search_bar: bool = True, logins: bool = False) -> bytes:
     """The whole HTML answer for ``content`` (headers set; a HEAD gets them alone)."""
     set_html_headers(request)
-    body = DOCTYPE + await flattenString(request, Layout(request, title, content, query, search_bar))
+    body = DOCTYPE + await flattenString(request, Layout(request, title, content, query, search_bar, logins))
     request.setHeader(b"content-length", b"%d" % len(body))
     return body
 

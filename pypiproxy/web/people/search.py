@@ -88,7 +88,7 @@ class Search(Resource):
     async def _answer(self, request: Request, raw: str) -> bytes:
         results = await self.find(raw)
         return await render_page(request, f"Search: {raw[:60]}" if raw else "Search",
-                                 SearchElement(results), query=raw)
+                                 SearchElement(results), query=raw, logins=self._components.logins)
 
     async def find(self, raw: str) -> Results:
         if not raw:
