@@ -57,6 +57,12 @@ class Browser:
 
         return self.driver.find_elements(By.CSS_SELECTOR, selector)
 
+    def wait_for(self, condition, timeout: float = 30.0):
+        """Wait until ``condition(driver)`` is true (a form's POST and its redirect take a moment)."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(self.driver, timeout).until(condition)
+
     def text(self) -> str:
         from selenium.webdriver.common.by import By
 

@@ -73,6 +73,13 @@ def one(fields: dict[str, list[str]], name: str) -> str:
     return values[0].strip() if values else ""
 
 
+def cell(label: str, content: Tag | str) -> Tag:
+    """A table cell that, on a phone (one block per row), shows its column's name."""
+    td = tags.td(content)
+    td.attributes["data-label"] = label
+    return td
+
+
 def see_other(request: IRequest, location: str) -> bytes:
     """After a change, the page to look at (a reload then repeats nothing)."""
     request.setResponseCode(SEE_OTHER)

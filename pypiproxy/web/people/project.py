@@ -23,7 +23,9 @@ from ..components import Components
 from ..http import redirect, render_async
 from ..simple import file_url
 from .description import description_tag, safe_href
-from .page import form_fields, html_error, human_bytes, logged_in, one, render_page, see_other, site_url, template
+from .page import (
+    cell as _cell, form_fields, html_error, human_bytes, logged_in, one, render_page, see_other, site_url, template,
+)
 
 log = Logger()
 
@@ -170,11 +172,6 @@ class _VersionElement(Element):
             ))
         return tag
 
-
-def _cell(label: str, text: str) -> Tag:
-    cell = tags.td(text)
-    cell.attributes["data-label"] = label  # the phone layout's label
-    return cell
 
 
 class _AboutElement(Element):

@@ -22,7 +22,7 @@ from ...private import Account, NoSuchToken, Token
 from ..components import Components
 from ..http import render_async
 from ..tokens import TokensPage
-from .page import form_fields, html_error, logged_in, one, render_page, see_other, template
+from .page import cell as _cell, form_fields, html_error, logged_in, one, render_page, see_other, template
 
 _NAMES = re.compile(r"[\s,]+")
 
@@ -78,16 +78,16 @@ class TokensElement(Element):
                 tags.input(type="hidden", name="action", value="revoke"),
                 tags.input(type="hidden", name="id", value=token.id),
                 tags.input(type="hidden", name="csrf", value=self._listing.csrf),
-                tags.button(f"Revoke {token.id}", type="submit", class_="danger"),
+                tags.button("Revoke", type="submit", class_="danger", title=f"Revoke token {token.id}"),
                 method="post", action="+tokens", class_="revoke",
             )
             tag(tags.tr(
-                tags.td(tags.code(token.id)),
-                tags.td(token.description or "—"),
-                tags.td(token.scope),
-                tags.td(_when(token.created)),
-                tags.td(_when(token.expires)),
-                tags.td(_when(token.last_used, never="not yet")),
+                _cell("Token", tags.code(token.id)),
+                _cell("Description", token.description or "—"),
+                _cell("Scope", token.scope),
+                _cell("Created", _when(token.created)),
+                _cell("Expires", _when(token.expires)),
+                _cell("Last used", _when(token.last_used, never="not yet")),
                 tags.td(revoke),
                 id=f"token-{token.id}",
             ))
