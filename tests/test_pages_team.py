@@ -14,8 +14,8 @@ import pytest_twisted
 from twisted.web.client import FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
-from fakeindex import build_wheel
-from test_private import htpasswd, upload
+from support.builders import build_wheel
+from support.clients import htpasswd, upload
 
 HTML = "text/html,application/xhtml+xml"
 FORM = "application/x-www-form-urlencoded"

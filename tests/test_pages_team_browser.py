@@ -3,23 +3,21 @@ made on /+tokens working with real twine until it is revoked on the same page.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlencode
 
-import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from browser import Browser, close_browser, open_browser
-from conftest import pip_install
-from fakeindex import build_wheel
-from test_private import htpasswd, twine_upload, write
+from support.browser import Browser
+from support.builders import Built, build_wheel
+from support.clients import htpasswd, pip_install, twine_upload
 
 
-@pytest.fixture
-def browser(tmp_path):
-    started = open_browser(tmp_path)
-    yield started
-    close_browser(started)
+def write(folder: Path, built: Built) -> Path:
+    path = folder / built.filename
+    path.write_bytes(built.data)
+    return path
 
 
 def in_thread(fn, *args):
