@@ -319,3 +319,18 @@ async def test_a_project_with_many_versions_shows_the_newest_in_full_and_lists_t
     older = re.search(r'<section class="older">(.*?)</section>', html, re.S).group(1)
     assert text_of(older.encode()).split("Older versions ")[1].startswith("1.4, 1.3, 1.2, 1.1, 1.0 yanked")
     assert 'href="../../simple/big/"' in older
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_landing_page_lists_the_guard_rules_in_force(memory, memory_index, tmp_path):
+    block = tmp_path / "block.txt"
+    block.write_text("evil-package  # a known bad one\ndemo<2\n")
+    proxy = memory.proxy(memory_index.url, min_age=7 * 86400.0, block=block)
+    _, body = await proxy.get("")
+    text = text_of(body)
+    assert "Guard rules" in text
+    assert "files newer than 7d are held back" in text
+    assert "blocked: evil-package" in text and "blocked: demo<2" in text
+
+    _, plain = await memory.proxy(memory_index.url).get("")
+    assert "Guard rules" not in text_of(plain)

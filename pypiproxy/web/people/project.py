@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -16,16 +15,14 @@ from twisted.web.template import Element, Tag, TagLoader, renderer, tags
 
 from ... import simple
 from ...cache import CachedPage, ProjectNotFound, cache_key
-from ...private import NoSuchRelease
 from ...simple.coremetadata import CoreMetadata, read_core_metadata
 from ...upstream import UpstreamError
 from ..components import Components
 from ..http import redirect, render_async
 from ..simple import file_url
 from .description import description_tag, safe_href
-from .page import (
-    cell as _cell, form_fields, html_error, human_bytes, logged_in, one, render_page, see_other, site_url, template,
-)
+from .page import cell as _cell, html_error, human_bytes, logged_in, render_page, site_url, template
+from .yank import change_release, yank_form
 
 log = Logger()
 
@@ -37,7 +34,6 @@ METADATA_LOOKUPS = 12
 MAX_FILES = 200
 MAX_VERSIONS = 60
 INLINE_FILES = 500
-MAX_REASON = 200
 
 
 @dataclass(frozen=True)
@@ -126,23 +122,7 @@ class _VersionElement(Element):
         """Yank (with a reason) or unyank: a POST to this page, with the login's CSRF token."""
         if self._csrf is None:
             return ""
-        version = self._group.version
-        action = "unyank" if self._group.yanked else "yank"
-        form = tags.form(
-            tags.input(type="hidden", name="csrf", value=self._csrf),
-            tags.input(type="hidden", name="action", value=action),
-            tags.input(type="hidden", name="version", value=version),
-            method="post", action="./", class_=f"manage {action}",
-        )
-        if action == "yank":
-            field_id = f"reason-{version}"
-            form(tags.label("Reason", for_=field_id, class_="visually-hidden"),
-                 tags.input(type="text", name="reason", id=field_id, maxlength=str(MAX_REASON),
-                            placeholder="Why? (pip shows it)"),
-                 " ", tags.button(f"Yank {version}", type="submit", class_="danger"))
-        else:
-            form(tags.button(f"Unyank {version}", type="submit", class_="secondary"))
-        return form
+        return yank_form(self._group.version, self._group.yanked, self._csrf)
 
     @renderer
     def version_yanked(self, request: IRequest, tag: Tag) -> Tag | str:
@@ -319,35 +299,7 @@ class ProjectPage(Resource):
         name = self._segment.decode("utf-8", "replace")
         if not simple.NORMALISED_NAME.match(name) or request.postpath != [b""]:
             return html_error(404, "no such page").render(request)
-        return render_async(request, self._change(request, name))
-
-    async def _change(self, request: Request, name: str) -> IResource | bytes:
-        team = self._components.team
-        account = logged_in(request)
-        if team is None or account is None:
-            return html_error(403, "log in to change a project")
-        try:
-            fields = form_fields(request)
-        except ValueError as e:
-            return html_error(400, str(e))
-        if not team.tokens.csrf_ok(account, one(fields, "csrf") or None):
-            return html_error(403, "missing or wrong csrf token: reload the page and try again")
-        if name not in team.store.names():
-            return html_error(403, f"only private projects are yanked here, and {name!r} is not one")
-        if not team.rules.may_manage(account, name):
-            return html_error(403, f"user {account.name!r} may not yank releases of project {name!r}")
-        action, version, reason = one(fields, "action"), one(fields, "version"), one(fields, "reason")
-        if action not in ("yank", "unyank") or not version:
-            return html_error(400, "the form needs action=yank or unyank, and a version")
-        yanked = action == "yank"
-        reason = reason[:MAX_REASON] or None
-        try:
-            changed = await self._components.to_thread(team.store.set_yanked, name, version, yanked, reason)
-        except NoSuchRelease as e:
-            return html_error(404, str(e))
-        await team.audit.record(action, str(account), project=name, version=version,
-                                reason=reason if yanked else None, files=len(changed), via="project page")
-        return see_other(request, f"./#v{quote(version)}")
+        return render_async(request, change_release(self._components, request, name))
 
     async def _answer(self, request: Request, name: str) -> IResource | bytes:
         pages = self._components.pages
