@@ -8,8 +8,9 @@ import sys
 import pytest_twisted
 from twisted.internet import threads
 
-from support.cache import file_path
+from support.cache import cached_files, file_path
 from support.processes import REPO
+from support.waiting import wait_until
 
 
 def verify(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -49,3 +50,26 @@ def test_not_a_cache_dir_is_one_line_and_exit_2(tmp_path):
     result = verify("--cache-dir", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "nowhere" in result.stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_tampered_metadata_is_named_and_removed(proxy, fake_index, wheels):
+    offered = wheels.wheel("offered", "1.0")  # the upstream offers its .metadata
+    own = wheels.wheel("own", "1.0")  # the proxy takes it from the wheel
+    fake_index.add(offered.name, offered)
+    fake_index.add(own.name, own, metadata=False)
+    response, _ = await proxy.get(await file_path(proxy, offered.name, offered.filename) + ".metadata")
+    assert response.code == 200
+    await proxy.get(await file_path(proxy, own.name, own.filename))
+    await wait_until(lambda: proxy.store.metadata_path(own.sha256).exists())
+    clean = await threads.deferToThread(verify, "--cache-dir", str(proxy.config.cache_dir))
+    assert clean.returncode == 0 and "2 metadata files: 0 bad" in clean.stdout, clean
+
+    upstream_copy = next(p for p in proxy.store.files.rglob(f"{offered.sha256}.sha256-*.metadata"))
+    for path in (upstream_copy, proxy.store.metadata_path(own.sha256)):
+        path.write_bytes(path.read_bytes() + b"Requires-Dist: totally-malware\n")
+    result = await threads.deferToThread(verify, "--cache-dir", str(proxy.config.cache_dir))
+    assert result.returncode == 1
+    assert f"bad metadata: {upstream_copy}" in result.stdout
+    assert f"bad metadata: {proxy.store.metadata_path(own.sha256)}" in result.stdout
+    assert not any(name.endswith(".metadata") for name in cached_files(proxy.config.cache_dir))

@@ -85,7 +85,7 @@ class LRUBudget:
             del self._sizes[key]
             self._touched.pop(key, None)
             self.total -= size
-            for path in (self._store.path(key), self._store.metadata_path(key)):
+            for path in (self._store.path(key), *self._store.metadata_paths(key)):
                 try:
                     os.unlink(path)
                 except FileNotFoundError:

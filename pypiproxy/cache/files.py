@@ -169,10 +169,11 @@ class FileCache:
 
     async def metadata(self, key: str, entry: FileEntry) -> bytes | None:
         """PEP 658 metadata of a file, from the cache or the upstream (``None``: there is none)."""
-        data = self._metadata.stored(key)
-        if data is not None:
-            return data
         if not entry.has_metadata:
+            # Only what we took from the cached wheel itself: nothing an upstream said.
+            data = self._metadata.stored(key)
+            if data is not None:
+                return data
             if not entry.filename.endswith(".whl"):
                 return None
             if self.cached(key) is None:
@@ -182,6 +183,7 @@ class FileCache:
                 # process): a client that trusted our page gets it all the same.
                 await self.download(key, entry).when_done()
             return await self._metadata.extract(key)
-        if self._client is None:
-            return None
+        data = self._metadata.upstream_stored(key, entry)
+        if data is not None or self._client is None:
+            return data
         return await self._metadata.fetch(key, entry, self._client)

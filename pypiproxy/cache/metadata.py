@@ -1,4 +1,10 @@
-"""PEP 658 metadata in the cache: the upstream's, fetched once and checked, and cached wheels' own."""
+"""PEP 658 metadata in the cache: the upstream's, fetched once and checked, and cached wheels' own.
+
+Metadata is tied to its file: an upstream's is kept per (file key, announced hash) and checked
+against the hash the page that offers it announced, every time it is served; metadata we
+announce ourselves comes only from the cached wheel, whose bytes were checked against its key.
+So a page of one project can never make another project's file announce other metadata.
+"""
 
 from __future__ import annotations
 
@@ -30,11 +36,21 @@ class MetadataCache:
         self.generation = 0
 
     def stored(self, key: str) -> bytes | None:
-        """The metadata kept for a file, if any (small: read on the reactor)."""
+        """The METADATA extracted from the cached wheel ``key``, if any (small: read on the reactor)."""
         try:
             return self._store.metadata_path(key).read_bytes()
         except OSError:
             return None
+
+    def upstream_stored(self, key: str, entry: FileEntry) -> bytes | None:
+        """The upstream's metadata we hold for this entry, if it has the hash the entry announces."""
+        try:
+            data = self._store.upstream_metadata_path(key, entry.metadata_hashes, entry.url).read_bytes()
+        except OSError:
+            return None
+        if body_mismatch(entry.metadata_hashes, data) is not None:
+            return None  # damaged on disk: fetched again, and replaced
+        return data
 
     def local(self, key: str) -> str | None:
         """The sha256 of the METADATA we can serve for a cached wheel, if any."""
@@ -90,7 +106,7 @@ class MetadataCache:
         if wrong is not None:
             self._stats.incr("hash_mismatches")
             raise HashMismatch(f"{entry.filename}.metadata: {wrong}")
-        path = self._store.metadata_path(key)
+        path = self._store.upstream_metadata_path(key, entry.metadata_hashes, entry.url)
         try:
             await self._to_thread(self._store.write, path, data)
         except OSError as e:

@@ -9,13 +9,23 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Mapping
 
 from ..simple import FileEntry
+from ..simple.hashes import known
 
 # A cached file's name: its sha256, or "u" and 63 hex digits of its URL's for an index
 # that gives no sha256.
 KEY = re.compile(r"^(?:[0-9a-f]{64}|u[0-9a-f]{63})$")
+# Metadata beside a file: ``<key>.whl.metadata`` taken from the cached (verified) wheel itself;
+# ``<key>.<algorithm>-<digest>.metadata`` an upstream's, under the hash its page announced (so
+# a page announcing other metadata for the same file never reads or replaces it); and
+# ``<key>.url-<hash of its URL>.metadata`` an upstream's whose page announced no hash we know.
+METADATA = re.compile(
+    r"^(?P<key>[0-9a-f]{64}|u[0-9a-f]{63})\.(?:(?P<wheel>whl)|(?P<algorithm>[a-z0-9_]{1,20})-"
+    r"(?P<digest>[0-9a-f]{32,128})|url-(?P<url>[0-9a-f]{32}))\.metadata$"
+)
+_HEX = re.compile(r"^[0-9a-f]{32,128}$")
 
 
 def cache_key(entry: FileEntry) -> str:
@@ -43,7 +53,25 @@ class FileStore:
         return self.files / key[:2] / key
 
     def metadata_path(self, key: str) -> Path:
-        return self.files / key[:2] / f"{key}.metadata"
+        """Where the METADATA extracted from the cached wheel ``key`` is kept."""
+        return self.files / key[:2] / f"{key}.whl.metadata"
+
+    def upstream_metadata_path(self, key: str, hashes: Mapping[str, str], url: str) -> Path:
+        """Where an upstream's ``.metadata`` for file ``key`` is kept, under the hash its page
+        announced (the first we can check), else under its URL."""
+        for algorithm in sorted(known(hashes), key=lambda a: (a != "sha256", a)):
+            digest = hashes[algorithm]
+            if re.fullmatch(r"[a-z0-9_]{1,20}", algorithm) and _HEX.match(digest):
+                return self.files / key[:2] / f"{key}.{algorithm}-{digest}.metadata"
+        tag = hashlib.sha256(url.encode()).hexdigest()[:32]
+        return self.files / key[:2] / f"{key}.url-{tag}.metadata"
+
+    def metadata_paths(self, key: str) -> list[Path]:
+        """Every metadata file kept beside file ``key`` (to drop with it)."""
+        try:
+            return [p for p in (self.files / key[:2]).glob(f"{key}.*.metadata") if METADATA.match(p.name)]
+        except OSError:
+            return []
 
     def size(self, key: str) -> int | None:
         """The cached file's size, or ``None`` if it is not in the cache."""

@@ -8,16 +8,26 @@ from typing import IO
 
 from packaging.utils import canonicalize_name
 
+# The most METADATA we read, from a wheel or an upstream's ``.metadata``: real ones are a few
+# KiB (the largest seen hold long READMEs, well under this); a small zip can inflate to GBs.
+MAX_METADATA = 1024 * 1024
+_CHUNK = 64 * 1024
+
 
 class NoMetadata(ValueError):
     """Not a wheel whose METADATA can be read; the message says why."""
 
 
+class MetadataTooLarge(NoMetadata):
+    """The METADATA is over the cap: refused, not read."""
+
+
 def wheel_metadata(
-    wheel: str | os.PathLike[str] | IO[bytes], name: str | None = None, max_size: int | None = None
+    wheel: str | os.PathLike[str] | IO[bytes], name: str | None = None, max_size: int = MAX_METADATA
 ) -> bytes:
     """The wheel's top-level ``*.dist-info/METADATA``: the only one, or, where a wheel has
-    several, the one of project ``name``."""
+    several, the one of project ``name``. Read streamed, and refused past ``max_size``
+    whatever the zip's directory claims (a zip bomb lies there)."""
     try:
         with zipfile.ZipFile(wheel) as archive:
             found = sorted(
@@ -33,8 +43,18 @@ def wheel_metadata(
                 ] or found[:1]
             if len(found) != 1:
                 raise NoMetadata("no single .dist-info/METADATA" if found else "no .dist-info/METADATA")
-            if max_size is not None and found[0].file_size > max_size:
-                raise NoMetadata("its METADATA is too large")
-            return archive.read(found[0])
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, EOFError) as e:
+            if found[0].file_size > max_size:
+                raise MetadataTooLarge(f"its METADATA is over {max_size} bytes")
+            chunks: list[bytes] = []
+            read = 0
+            with archive.open(found[0]) as member:
+                while chunk := member.read(_CHUNK):
+                    read += len(chunk)
+                    if read > max_size:
+                        raise MetadataTooLarge(f"its METADATA is over {max_size} bytes")
+                    chunks.append(chunk)
+            return b"".join(chunks)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, EOFError, ValueError) as e:
+        if isinstance(e, NoMetadata):
+            raise
         raise NoMetadata(f"not a readable wheel ({e})") from None
