@@ -68,3 +68,68 @@ async def test_upstream_metadata_is_kept_per_announced_hash(proxy, fake_index, w
     assert kept == sorted(
         f"{victim.sha256}.sha256-{hashlib.sha256(m).hexdigest()}.metadata" for m in (victim.metadata, evil_metadata)
     )
+
+
+def metadata_bomb(name: str, inflated: int):
+    """A real wheel whose METADATA inflates to ``inflated`` bytes (deflated, it is tiny)."""
+    import io
+    import zipfile
+
+    from fakeindex import Built, dist_name
+
+    dist = dist_name(name)
+    info = f"{dist}-1.0.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n\n".encode() + b"A" * inflated
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{dist}/__init__.py", b"")
+        zf.writestr(f"{info}/METADATA", metadata)
+        zf.writestr(f"{info}/WHEEL", b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n\n")
+        zf.writestr(f"{info}/RECORD", b"")
+    data = buf.getvalue()
+    return Built(filename=f"{dist}-1.0-py3-none-any.whl", data=data, sha256=hashlib.sha256(data).hexdigest(),
+                 metadata=metadata, name=name, version="1.0")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_metadata_zip_bomb_is_not_extracted(proxy, fake_index):
+    from test_files import wait_until
+
+    bomb = metadata_bomb("bomb", 64 * 1024 * 1024)
+    assert len(bomb.data) < 200_000
+    fake_index.add("bomb", bomb, metadata=False)
+    path = await file_path(proxy, "bomb", bomb.filename)
+    response, body = await proxy.get(path)
+    assert response.code == 200 and body == bomb.data  # the wheel itself is served
+    await wait_until(lambda: fake_index.count(bomb.filename) >= 1)
+    response, body = await proxy.get(path + ".metadata")
+    assert response.code == 404, body[:200]
+    assert not proxy.store.metadata_path(bomb.sha256).exists()
+    _, page = await proxy.get("simple/bomb/", {"Accept": JSON})
+    assert "core-metadata" not in json.loads(page)["files"][0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upstream_metadata_body_over_the_cap_is_refused(proxy, fake_index, wheels):
+    big = dataclasses.replace(wheels.wheel("big", "1.0"), metadata=b"Metadata-Version: 2.1\n\n" + b"A" * (2 << 20))
+    fake_index.add("big", big)
+    response, body = await proxy.get(await file_path(proxy, "big", big.filename) + ".metadata")
+    assert response.code == 502 and b"over" in body, body[:200]
+    assert not list(proxy.store.files.rglob(f"{big.sha256}.*"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_metadata_files_count_towards_the_cache_size(make_proxy, fake_index):
+    from test_files import wait_until
+
+    # 900 KiB of METADATA (under the cap) in a wheel of a few KiB.
+    heavy = metadata_bomb("heavy", 900 * 1024)
+    fake_index.add("heavy", heavy, metadata=False)
+    limit = len(heavy.data) + 100_000
+    proxy = await make_proxy(fake_index.url, max_cache_size=limit)
+    path = await file_path(proxy, "heavy", heavy.filename)
+    response, _ = await proxy.get(path)
+    assert response.code == 200
+    await wait_until(lambda: proxy.stats["evictions"] >= 1)
+    total = sum(p.stat().st_size for p in proxy.store.files.rglob("*") if p.is_file())
+    assert total <= limit

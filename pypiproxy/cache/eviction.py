@@ -1,6 +1,8 @@
 """Least-recently-used eviction of cached upstream files, to stay under --max-cache-size.
 
-Private uploads live outside the file cache, so they are never candidates.
+Private uploads live outside the file cache, so they are never candidates. The ``.metadata``
+kept beside a file count too, as an entry of their own (``m:<key>``): an upstream's may be
+cached without its file, and a file's may be written after it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..stats import Stats
-from .store import KEY, FileStore
+from .store import KEY, METADATA, FileStore
 
 log = Logger()
 
 # Recording a use costs a utime(); once an hour per file is enough to order them.
 TOUCH_INTERVAL = 3600.0
+_METADATA = "m:"  # the budget's entry for the metadata files of a key
 
 
 class LRUBudget:
@@ -43,14 +46,22 @@ class LRUBudget:
     def scan(self) -> list[tuple[float, str, int]]:
         """What is in the cache, oldest use first (run in a thread at start)."""
         found = []
+        metadata: dict[str, tuple[float, int]] = {}
         for folder in self._store.files.iterdir():
             for path in folder.iterdir():
-                if KEY.match(path.name):
-                    try:
-                        stat = path.stat()
-                    except OSError:
-                        continue
+                matched = METADATA.match(path.name)
+                if not (KEY.match(path.name) or matched):
+                    continue
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                if matched:
+                    mtime, size = metadata.get(matched["key"], (0.0, 0))
+                    metadata[matched["key"]] = (max(mtime, stat.st_mtime), size + stat.st_size)
+                else:
                     found.append((stat.st_mtime, path.name, stat.st_size))
+        found += [(mtime, _METADATA + key, size) for key, (mtime, size) in metadata.items()]
         found.sort()
         return found
 
@@ -77,6 +88,14 @@ class LRUBudget:
                 pass
         self._evict(keep=key)
 
+    def metadata_added(self, key: str, size: int) -> None:
+        """A ``.metadata`` of file ``key`` was written."""
+        entry = _METADATA + key
+        self._sizes[entry] = self._sizes.get(entry, 0) + size
+        self._sizes.move_to_end(entry)
+        self.total += size
+        self._evict(keep=entry)
+
     def _evict(self, keep: str | None) -> None:
         while self.total > self._limit and self._sizes:
             key, size = next(iter(self._sizes.items()))
@@ -85,11 +104,17 @@ class LRUBudget:
             del self._sizes[key]
             self._touched.pop(key, None)
             self.total -= size
-            for path in (self._store.path(key), *self._store.metadata_paths(key)):
+            file_key = key.removeprefix(_METADATA)
+            paths = self._store.metadata_paths(file_key)
+            if file_key == key:
+                paths.append(self._store.path(key))
+                # Its metadata goes with it.
+                self.total -= self._sizes.pop(_METADATA + key, 0)
+            for path in paths:
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
-            self._on_evict(key)
+            self._on_evict(file_key)
             self._stats.incr("evictions")
             log.info("evicted {key} ({bytes} bytes) to stay under the cache limit", key=key, bytes=size)

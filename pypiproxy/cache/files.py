@@ -135,8 +135,14 @@ class FileCache:
         if entry.filename.endswith(".whl") and not entry.has_metadata:
             download.when_done().addCallback(
                 lambda _: defer.ensureDeferred(self._metadata.extract(key))
-            ).addErrback(lambda _: None)
+            ).addCallback(lambda data: self._count_metadata(key, data)).addErrback(lambda _: None)
         return download
+
+    def _count_metadata(self, key: str, data: bytes | None) -> bytes | None:
+        """Metadata written beside a file counts towards --max-cache-size too."""
+        if self._budget is not None and data is not None:
+            self._budget.metadata_added(key, len(data))
+        return data
 
     async def upstream_range(
         self, entry: FileEntry, spec: str
@@ -182,8 +188,8 @@ class FileCache:
                 # We announced it, and the wheel has gone since (evicted, maybe by another
                 # process): a client that trusted our page gets it all the same.
                 await self.download(key, entry).when_done()
-            return await self._metadata.extract(key)
+            return self._count_metadata(key, await self._metadata.extract(key))
         data = self._metadata.upstream_stored(key, entry)
         if data is not None or self._client is None:
             return data
-        return await self._metadata.fetch(key, entry, self._client)
+        return self._count_metadata(key, await self._metadata.fetch(key, entry, self._client))

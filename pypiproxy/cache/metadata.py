@@ -14,9 +14,9 @@ from twisted.logger import Logger
 
 from ..simple import FileEntry
 from ..simple.hashes import body_mismatch
-from ..simple.wheels import NoMetadata, wheel_metadata
+from ..simple.wheels import MAX_METADATA, MetadataTooLarge, NoMetadata, wheel_metadata
 from ..stats import Stats
-from ..upstream import UpstreamClient, UpstreamError
+from ..upstream import UpstreamClient, UpstreamError, read_at_most
 from .download import HashMismatch, ToThread
 from .store import FileStore
 
@@ -86,7 +86,10 @@ class MetadataCache:
 
     def _extract(self, key: str) -> bytes | None:  # in a thread
         try:
-            data = wheel_metadata(self._store.path(key))
+            data = wheel_metadata(self._store.path(key), max_size=MAX_METADATA)
+        except MetadataTooLarge as e:
+            log.warn("not offering the METADATA of {key}: {error}", key=key, error=str(e))
+            return None
         except NoMetadata:
             return None
         self._store.write(self._store.metadata_path(key), data)
@@ -101,7 +104,7 @@ class MetadataCache:
         if response.code != 200:
             response.abort()
             raise UpstreamError(f"upstream answered {response.code} for {entry.filename}.metadata")
-        data = await response.content()
+        data = await read_at_most(response, MAX_METADATA, f"{entry.filename}.metadata")
         wrong = body_mismatch(entry.metadata_hashes, data)
         if wrong is not None:
             self._stats.incr("hash_mismatches")

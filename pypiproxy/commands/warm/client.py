@@ -15,7 +15,10 @@ from twisted.internet import defer
 from ...config import UpstreamIndex, redact
 from ...simple import FileEntry, ProjectPage
 from ...simple.hashes import body_mismatch, known, mismatch
-from ...upstream import BadIndexPage, ProjectMissing, UpstreamClient, UpstreamError, UpstreamStatus, fetch_project
+from ...simple.wheels import MAX_METADATA
+from ...upstream import (
+    BadIndexPage, ProjectMissing, UpstreamClient, UpstreamError, UpstreamStatus, fetch_project, read_at_most,
+)
 
 # A wheel read for its METADATA stays in memory up to this size, then spills to a temp file.
 _SPOOL_MEMORY = 32 * 1024 * 1024
@@ -88,7 +91,10 @@ class IndexClient:
         async with self._limit:
             try:
                 response = await self._http.get(entry.url + ".metadata")
-                body = await _read(response)
+                if response.code != 200:
+                    await _read(response)
+                    raise TransferError(f"HTTP {response.code}")
+                body = await read_at_most(response, MAX_METADATA, "it")
             except UpstreamError as e:
                 raise TransferError(str(e)) from None
         if response.code != 200:
