@@ -316,3 +316,47 @@ async def test_twine_uploads_and_pip_installs_through_the_proxy(twistd, fake_ind
     assert (tmp_path / "target" / "public_dep").is_dir()
     assert "audit: upload by alice project='corp-app' filename='corp_app-1.0-py3-none-any.whl'" in proxy.log()
     assert "wonder-land" not in proxy.log()
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_metadata_over_a_mebibyte_is_a_400_and_the_rest_stays_out_of_sidecars(make_proxy):
+    proxy = await make_proxy(allow_anonymous_upload=True)
+    huge = build_wheel("amplified", "1.0", summary="x" * (2 << 20))  # deflates to a few KiB
+    assert len(huge.data) < 50_000
+    response, body = await upload(proxy, huge)
+    assert response.code == 400 and "METADATA is over 1048576 bytes" in body, body
+    assert not (proxy.config.cache_dir / "private" / "amplified").exists() or not any(
+        (proxy.config.cache_dir / "private" / "amplified").iterdir()
+    )
+
+    large = [build_wheel("amplified", f"1.{n}", summary=f"{n}" * (900 * 1024)) for n in range(3)]
+    for built in large:
+        response, body = await upload(proxy, built)
+        assert response.code == 200, body
+    folder = proxy.config.cache_dir / "private" / "amplified"
+    for built in large:
+        assert (folder / f"{built.filename}.json").stat().st_size < 4096  # metadata kept apart
+        assert (folder / f"{built.filename}.metadata").read_bytes() == built.metadata
+    _, page = await proxy.get("/simple/amplified/", JSON)
+    files = json.loads(page)["files"]
+    assert [f["core-metadata"] for f in files] == [{"sha256": b.metadata_sha256} for b in large]
+    response, data = await proxy.get(urljoin("/simple/amplified/", files[1]["url"]) + ".metadata")
+    assert (response.code, data) == (200, large[1].metadata)
+
+
+def test_a_sidecar_with_inline_metadata_from_an_older_version_still_serves_it(tmp_path):
+    import base64
+
+    store = PrivateStore(tmp_path / "private", lambda name: tmp_path / f"{name}.tmp")
+    built = build_wheel("old-thing", "1.0")
+    folder = tmp_path / "private" / "old-thing"
+    folder.mkdir(parents=True)
+    (folder / built.filename).write_bytes(built.data)
+    (folder / f"{built.filename}.json").write_text(json.dumps({
+        "filename": built.filename, "project": "old-thing", "sha256": built.sha256, "size": built.size,
+        "requires_python": None, "upload_time": "2020-01-01T00:00:00.000000Z",
+        "metadata_sha256": built.metadata_sha256, "metadata": base64.b64encode(built.metadata).decode(),
+    }))
+    [stored] = store.project("old-thing")
+    assert stored.entry().metadata_hashes == {"sha256": built.metadata_sha256}
+    assert stored.metadata == built.metadata

@@ -1,4 +1,8 @@
-"""The private store: uploaded and imported files with their sidecars; never evicted or overwritten."""
+"""The private store: uploaded and imported files with their sidecars; never evicted or overwritten.
+
+A wheel's METADATA is kept in a file of its own beside it (``<filename>.metadata``), read only
+when asked for: sidecars stay small, and a project's many uploads are not held in memory.
+"""
 
 from __future__ import annotations
 
@@ -40,10 +44,12 @@ class StoredFile:
     size: int
     requires_python: str | None
     upload_time: str
-    metadata: bytes | None
+    metadata_sha256: str | None  # of its PEP 658 metadata; None: it has none
     version: str | None = None
     is_yanked: bool = False
     yanked_reason: str | None = None
+    # Sidecars written before METADATA had a file of its own hold it inline (base64).
+    _inline_metadata: bool = False
 
     @classmethod
     def of(cls, dist: "Distribution", path: Path, upload_time: str) -> "StoredFile":
@@ -56,9 +62,27 @@ class StoredFile:
             size=dist.size,
             requires_python=dist.requires_python,
             upload_time=upload_time,
-            metadata=dist.metadata,
+            metadata_sha256=hashlib.sha256(dist.metadata).hexdigest() if dist.metadata is not None else None,
             version=dist.version,
         )
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.path.with_name(self.filename + ".metadata")
+
+    @property
+    def metadata(self) -> bytes | None:
+        """Its PEP 658 metadata, read now (at most 1 MiB: uploads over that are refused)."""
+        if self.metadata_sha256 is None:
+            return None
+        try:
+            if self._inline_metadata:
+                sidecar = json.loads(self.path.with_name(self.filename + ".json").read_bytes())
+                return base64.b64decode(sidecar["metadata"])
+            return self.metadata_path.read_bytes()
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warn("cannot read the metadata of private file {path}: {error}", path=str(self.path), error=str(e))
+            return None
 
     def entry(self) -> simple.FileEntry:
         return simple.FileEntry(
@@ -66,8 +90,8 @@ class StoredFile:
             url=f"{PRIVATE_URL}{self.project}/{self.filename}",
             hashes={"sha256": self.sha256},
             requires_python=self.requires_python,
-            has_metadata=self.metadata is not None,
-            metadata_hashes={"sha256": hashlib.sha256(self.metadata).hexdigest()} if self.metadata else {},
+            has_metadata=self.metadata_sha256 is not None,
+            metadata_hashes={"sha256": self.metadata_sha256} if self.metadata_sha256 else {},
             size=self.size,
             upload_time=self.upload_time,
             is_yanked=self.is_yanked,
@@ -149,7 +173,10 @@ class PrivateStore:
             data = json.loads(sidecar.read_bytes())
             if not path.exists():
                 return None
-            metadata = data.get("metadata")
+            inline = data.get("metadata")
+            digest = data.get("metadata_sha256")
+            if inline is not None and digest is None:
+                digest = hashlib.sha256(base64.b64decode(inline)).hexdigest()
             return StoredFile(
                 project=name,
                 filename=path.name,
@@ -158,10 +185,11 @@ class PrivateStore:
                 size=int(data["size"]),
                 requires_python=data.get("requires_python"),
                 upload_time=data["upload_time"],
-                metadata=base64.b64decode(metadata) if metadata is not None else None,
+                metadata_sha256=str(digest) if digest is not None else None,
                 version=data.get("version") or simple.version_of(path.name),
                 is_yanked=bool(data.get("yanked")),
                 yanked_reason=data.get("yanked_reason") or None,
+                _inline_metadata=inline is not None,
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warn("ignoring unreadable private sidecar {path}: {error}", path=str(sidecar), error=str(e))
@@ -211,10 +239,22 @@ class PrivateStore:
             raise AlreadyExists(f"File already exists: {dist.filename}") from None
         os.unlink(temporary)
         stored = StoredFile.of(dist, final, upload_time or _now())
+        self._write_metadata(stored, dist.metadata)
         self._write_sidecar(stored, source=source, uploaded_by=uploaded_by, version=dist.version)
         # Readers in every process notice a change by the store folder's mtime.
         os.utime(self.directory)
         return stored
+
+    def _write_metadata(self, stored: StoredFile, metadata: bytes | None) -> None:
+        """The METADATA file, before the sidecar that makes the file visible."""
+        if metadata is None:
+            return
+        temporary = self.temporary(stored.filename + ".metadata")
+        with open(temporary, "wb") as f:
+            f.write(metadata)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, stored.metadata_path)
 
     def _write_sidecar(self, stored: StoredFile, **extra: str | None) -> None:
         record = {
@@ -225,9 +265,7 @@ class PrivateStore:
             "requires_python": stored.requires_python,
             "upload_time": stored.upload_time,
             **extra,
-            "metadata_sha256": hashlib.sha256(stored.metadata).hexdigest() if stored.metadata else None,
-            # Base64: the exact bytes matter (clients check their hash), and JSON holds text.
-            "metadata": base64.b64encode(stored.metadata).decode() if stored.metadata is not None else None,
+            "metadata_sha256": stored.metadata_sha256,  # the metadata is in <filename>.metadata
         }
         temporary = self.temporary(stored.filename + ".json")
         with open(temporary, "w") as f:
@@ -243,7 +281,7 @@ class PrivateStore:
             if not (folder.is_dir() and NORMALISED_NAME.match(folder.name)):
                 continue
             for path in folder.iterdir():
-                if path.suffix in (".json", ".removed") or path.with_name(path.name + ".json").exists():
+                if path.suffix in (".json", ".removed", ".metadata") or path.with_name(path.name + ".json").exists():
                     continue
                 try:
                     dist = check_distribution(path, path.name)
@@ -251,6 +289,7 @@ class PrivateStore:
                     log.warn("private file {path} has no sidecar and is unusable: {error}", path=str(path), error=str(e))
                     continue
                 stored = StoredFile.of(dist, path, _now())
+                self._write_metadata(stored, dist.metadata)
                 self._write_sidecar(stored, source="repair", version=dist.version)
                 log.info("wrote the missing sidecar of private file {path}", path=str(path))
                 repaired.append(path)
@@ -295,6 +334,7 @@ class PrivateStore:
                                                          "removed_at": _now()})
             stored.path.with_name(stored.filename + ".json").unlink(missing_ok=True)
             stored.path.unlink(missing_ok=True)
+            stored.metadata_path.unlink(missing_ok=True)
         self._changed(project)
         return files
 

@@ -14,10 +14,10 @@ from packaging.version import InvalidVersion, Version
 
 from ..simple import BadFilename, parse_filename
 from ..simple.hashes import file_digests
-from ..simple.wheels import NoMetadata, wheel_metadata
+from ..simple.wheels import MAX_METADATA, MetadataTooLarge, NoMetadata, wheel_metadata
 
-# A wheel's METADATA or an sdist's PKG-INFO larger than this is not metadata but an attack.
-MAX_METADATA = 16 * 1024 * 1024
+# A wheel's METADATA or an sdist's PKG-INFO larger than MAX_METADATA (1 MiB) is not metadata
+# but an attack (it would be held, and served, for every page of the project): refused.
 
 
 class Refused(Exception):
@@ -119,6 +119,8 @@ def _version_or_none(value: str) -> Version | None:
 def _wheel_metadata(path: Path, filename: str) -> bytes:
     try:
         return wheel_metadata(path, max_size=MAX_METADATA)
+    except MetadataTooLarge:
+        raise Refused(f"{filename}: its METADATA is over {MAX_METADATA} bytes") from None
     except NoMetadata as e:
         raise Refused(f"{filename} is not a valid wheel: {e}") from None
 
@@ -129,18 +131,25 @@ def _sdist_metadata(path: Path, filename: str) -> bytes | None:
         if filename.endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
-                    if _is_top_pkg_info(info.filename) and info.file_size <= MAX_METADATA:
-                        return archive.read(info)
+                    if _is_top_pkg_info(info.filename):
+                        with archive.open(info) as member:
+                            return _capped(member.read(MAX_METADATA + 1), filename)
             return None
         with tarfile.open(path, "r:gz") as archive:
             for member in archive:
-                if _is_top_pkg_info(member.name) and member.isfile() and member.size <= MAX_METADATA:
+                if _is_top_pkg_info(member.name) and member.isfile():
                     extracted = archive.extractfile(member)
-                    return extracted.read() if extracted is not None else None
+                    return _capped(extracted.read(MAX_METADATA + 1), filename) if extracted is not None else None
         return None
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         kind = "zip" if filename.endswith(".zip") else "gzipped tar"
         raise Refused(f"{filename} is not a valid sdist ({kind}): {e}") from None
+
+
+def _capped(data: bytes, filename: str) -> bytes:
+    if len(data) > MAX_METADATA:
+        raise Refused(f"{filename}: its PKG-INFO is over {MAX_METADATA} bytes")
+    return data
 
 
 def _is_top_pkg_info(member: str) -> bool:
