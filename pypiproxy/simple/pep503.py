@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from html.parser import HTMLParser
 from typing import Iterable
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import quote, urldefrag, urljoin
 
 from packaging.utils import canonicalize_name
 
@@ -161,6 +161,6 @@ def render_project_list_html(names: Iterable[str]) -> bytes:
         "  </head>",
         "  <body>",
     ]
-    lines += [f'    <a href="{html.escape(n)}/">{html.escape(n)}</a><br>' for n in names]
+    lines += [f'    <a href="{html.escape(quote(n, safe=""))}/">{html.escape(n)}</a><br>' for n in names]
     lines += ["  </body>", "</html>", ""]
     return "\n".join(lines).encode()

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twisted.logger import Logger
+
 from ..config import redact
 from ..simple import IndexFormatError, ProjectPage, parse_project, parse_project_list
+from ..simple.checks import checked_names, checked_page
 from .client import UpstreamClient, UpstreamError
+
+log = Logger()
 
 
 class ProjectMissing(Exception):
@@ -56,6 +61,12 @@ async def fetch_project(
         page = parse_project(body, response.header("Content-Type") or "", response.url, name)
     except IndexFormatError as e:
         raise BadIndexPage(f"{redact(url)}: {e}") from None
+    page, dropped = checked_page(page)
+    if dropped:
+        log.warn(
+            "dropped {count} entries of the page {url}: {reasons}",
+            count=sum(dropped.values()), url=redact(url), reasons=dict(dropped),
+        )
     return FetchedPage(page, response.url, response.header("ETag"), response.header("Last-Modified"))
 
 
@@ -65,6 +76,11 @@ async def fetch_project_list(client: UpstreamClient, index_url: str) -> tuple[st
     if response.code != 200:
         raise UpstreamStatus(f"{redact(index_url)} answered {response.code}", response.code)
     try:
-        return parse_project_list(body, response.header("Content-Type") or "")
+        listed = parse_project_list(body, response.header("Content-Type") or "")
     except IndexFormatError as e:
         raise BadIndexPage(f"{redact(index_url)}: {e}") from None
+    names, dropped = checked_names(listed)
+    if dropped:
+        log.warn("dropped {count} names of the project list {url}: not PEP 508 names",
+                 count=dropped, url=redact(index_url))
+    return names

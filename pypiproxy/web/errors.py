@@ -21,6 +21,7 @@ class _ErrorResource(Resource):
         request.setResponseCode(self._code, phrase[:200])
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-content-type-options", b"nosniff")
         for name, value in self._headers.items():
             request.setHeader(name.encode(), value.encode())
         body = f"{self._code} {self._reason}\n".encode()

@@ -17,13 +17,16 @@ from .errors import error_page, not_found
 from .http import etag_matches, redirect, render_async, upstream_error
 
 VARY = b"Accept, Accept-Encoding"
+# Our pages are lists of links: no script, style, frame or form is ever meant to run in them,
+# whatever an upstream managed to put in a name.
+HTML_POLICY = b"default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 
 def file_url(project: str):
     """Where clients fetch a project's files: relative to its page, so any host name works."""
 
     def url(entry: simple.FileEntry) -> str:
-        return f"../../files/{project}/{cache_key(entry)}/{quote(entry.filename)}"
+        return f"../../files/{quote(project, safe='')}/{cache_key(entry)}/{quote(entry.filename, safe='')}"
 
     return url
 
@@ -42,6 +45,9 @@ def serve_index(request: Request, rendered: RenderedPage, cache_control: str) ->
     gzipped = simple.accepts_gzip((request.getHeader(b"accept-encoding") or b"").decode("latin-1"))
     form = rendered.get(fmt, gzipped)
     request.setHeader(b"content-type", content_type.encode() + (b"; charset=utf-8" if fmt == "html" else b""))
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    if fmt == "html":
+        request.setHeader(b"content-security-policy", HTML_POLICY)
     request.setHeader(b"etag", form.etag.encode())
     if request.getHeader(b"authorization") is not None:
         # Seen through a login: "public" would let a shared cache in front hand it to anyone.

@@ -311,6 +311,11 @@ class FakeIndex:
         self.die_flush_timeout = 2.0  # "die": longest wait for the half body to leave
         self.serial = 0  # bumped on every change, sent as X-PyPI-Last-Serial
         self.requests: list[RequestRecord] = []
+        # Hostile pages: a normalised project name (or "" for the project list) -> (body,
+        # content type), answered as they are instead of the page the index would render.
+        self.raw_pages: dict[str, tuple[bytes, str]] = {}
+        # Any other path (e.g. "/files/x/y") -> body: files a raw page may point at.
+        self.raw_files: dict[str, bytes] = {}
         self._projects: dict[str, _Project] = {}
         self._reactor: Any = None
         self._ports: list[IListeningPort] = []
@@ -520,6 +525,9 @@ class FakeIndex:
                 ex.later(self.page_delay, self._page, ex, segments)
                 return NOT_DONE_YET
             return self._page(ex, segments)
+        raw = self.raw_files.get(request.path.decode("latin-1"))
+        if raw is not None:
+            return self._serve_bytes(ex, raw, "ok")
         if len(segments) == 3 and segments[0] == "files":
             if self.fail_files is not None:
                 return self._simple(ex, self.fail_files, b"fake failure\n")
@@ -553,6 +561,8 @@ class FakeIndex:
         if segments == ["simple"]:
             return self._redirect(ex, "/simple/")
         if segments == ["simple", ""]:
+            if "" in self.raw_pages:
+                return self._simple(ex, 200, self.raw_pages[""][0], self.raw_pages[""][1].encode())
             return self._render_page(ex, None)
         if len(segments) in (2, 3) and (len(segments) == 2 or segments[2] == ""):
             name = segments[1]
@@ -561,6 +571,9 @@ class FakeIndex:
             norm = canonicalize_name(name)
             if name != norm or len(segments) == 2:
                 return self._redirect(ex, f"/simple/{norm}/")
+            if norm in self.raw_pages:
+                body, content_type = self.raw_pages[norm]
+                return self._simple(ex, 200, body, content_type.encode())
             if norm not in self._projects:
                 return self._simple(ex, 404, b"not found\n")
             return self._render_page(ex, self._projects[norm])

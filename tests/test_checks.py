@@ -1,0 +1,71 @@
+"""Hostile upstream pages: bad names and URLs are dropped before anything is served or fetched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest_twisted
+
+from pypiproxy.simple import FileEntry, ProjectPage
+
+from test_files import JSON, header
+
+GOOD = "good-1.0-py3-none-any.whl"
+
+
+def entry(filename: str, url: str | None = None) -> FileEntry:
+    return FileEntry(filename=filename, url=url or f"http://127.0.0.1:1/files/{filename}")
+
+
+def test_only_wheel_and_sdist_names_with_http_urls_are_kept():
+    from pypiproxy.simple.checks import checked_page
+
+    hostile = [
+        "../../../../simple/victim/", "a/b-1.0.tar.gz", "a\\b-1.0.tar.gz", "x-1.0.tar.gz\r\nSet-Cookie: a",
+        "<script>alert(1)</script>-1.0.tar.gz", "x-1.0.tar.gz\x00", "", "x" * 300 + ".tar.gz",
+        "not-a-wheel.whl", "readme.txt", "-1.0.tar.gz",
+    ]
+    page = ProjectPage("p", tuple(entry(n) for n in hostile) + (
+        entry(GOOD), entry("good-1.0.tar.gz"), entry("Old_Name-0.1.tar.bz2"),
+        entry("good-1.1.tar.gz", "file:///etc/passwd"), entry("good-1.2.tar.gz", "http://127.0.0.1:99999/x"),
+        entry("good-1.3.tar.gz", "javascript:alert(1)"), entry("good-1.4.tar.gz", "http:///nohost"),
+    ))
+    kept, dropped = checked_page(page)
+    assert [e.filename for e in kept.files] == [GOOD, "good-1.0.tar.gz", "Old_Name-0.1.tar.bz2"]
+    assert sum(dropped.values()) == len(hostile) + 4 and dropped["bad URL"] == 4
+
+
+def test_only_pep508_names_are_listed():
+    from pypiproxy.simple.checks import checked_names
+
+    names, dropped = checked_names(["ok", "javascript:alert(1)//", "a b", "<x>", "fine.name", "n" * 5000])
+    assert names == ("ok", "fine.name") and dropped == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hostile_page_through_a_running_proxy(proxy, fake_index, wheels):
+    built = wheels.wheel("trav", "1.0")
+    fake_index.add("trav", built)  # makes the project exist; its page is replaced below
+    fake_index.raw_files["/files/trav/" + built.filename] = built.data
+    files = [
+        {"filename": "../../../../simple/victim/", "url": "/files/trav/x", "hashes": {"sha256": "a" * 64}},
+        {"filename": "x-1.0.tar.gz\r\n<script>alert(1)</script>", "url": "/files/trav/y", "hashes": {}},
+        {"filename": built.filename, "url": "/files/trav/" + built.filename, "hashes": {"sha256": built.sha256}},
+    ]
+    fake_index.raw_pages["trav"] = (json.dumps({"meta": {"api-version": "1.0"}, "name": "trav", "files": files}).encode(),
+                                    "application/vnd.pypi.simple.v1+json")
+    fake_index.raw_pages[""] = (
+        b'<html><body><a href="javascript:alert(1)//">javascript:alert(1)//</a><a href="trav/">trav</a></body></html>',
+        "text/html",
+    )
+    response, body = await proxy.get("simple/trav/", {"Accept": JSON})
+    assert response.code == 200
+    assert [f["filename"] for f in json.loads(body)["files"]] == [built.filename]
+    response, body = await proxy.get("simple/trav/")
+    assert response.code == 200 and b"victim" not in body and b"<script>" not in body and b"\r" not in body
+    assert header(response, "X-Content-Type-Options") == "nosniff"
+    assert "default-src 'none'" in header(response, "Content-Security-Policy")
+
+    response, body = await proxy.get("simple/")
+    assert response.code == 200 and b"javascript" not in body and b'href="trav/"' in body
+    assert "default-src 'none'" in header(response, "Content-Security-Policy")
