@@ -15,7 +15,7 @@ from ..config import Config
 from ..guard import Clearance, Guard, GuardedFiles, GuardedPages
 from ..private import PrivateFiles, PrivatePages, PrivateStore, Team, UploadRules, upstream_serves
 from ..stats import Stats
-from ..upstream import UpstreamClient
+from ..upstream import ConnectGuard, UpstreamClient
 from ..web import Components, Root, SiteRequest, TeamActions, TokenService, Upload, site_for
 from ..web.http import ToThread
 from .options import Options
@@ -63,14 +63,17 @@ def build_site(
     reactor: Any,
     upstream_agent: IAgent | None = None,
     to_thread: ToThread = threads.deferToThread,
+    connect_guard: ConnectGuard | None = None,
 ) -> tuple[Site, FileStore, UpstreamClient | None, LRUBudget | None]:
     """Wire the components together; tests call this to get a site without listening (and
-    may give an agent that answers upstream requests from a resource tree in memory)."""
+    may give an agent that answers upstream requests from a resource tree in memory, or a
+    guard that sees addresses as they would be elsewhere)."""
     stats = Stats()
     client = None
     if config.upstreams and not config.offline:
         client = UpstreamClient(
-            reactor, config.upstreams, config.upstream_timeout, config.upstream_ca, agent=upstream_agent
+            reactor, config.upstreams, config.upstream_timeout, config.upstream_ca, agent=upstream_agent,
+            guard=connect_guard or ConnectGuard(config.upstreams),
         )
     cache_dir = config.cache_dir
     store = FileStore(cache_dir)

@@ -21,6 +21,7 @@ from twisted.web.iweb import IAgent, IResponse
 
 from ..config import UpstreamIndex, origin_of, redact
 from .endpoints import LargeReadEndpoints, trust_root
+from .guard import ConnectGuard, NoDowngradeRedirects
 
 log = Logger()
 
@@ -161,6 +162,7 @@ class UpstreamClient:
         timeout: float,
         ca_file: Path | None = None,
         agent: IAgent | None = None,
+        guard: ConnectGuard | None = None,
     ) -> None:
         self._reactor = reactor
         self._timeout = timeout
@@ -173,12 +175,12 @@ class UpstreamClient:
         if agent is None:  # tests pass one that answers from a resource tree in memory
             trust = trust_root(ca_file) if ca_file else None
             policy = webclient.BrowserLikePolicyForHTTPS(trustRoot=trust)
-            agent = webclient.Agent.usingEndpointFactory(
-                reactor, LargeReadEndpoints(reactor, policy, timeout), pool=self._pool
-            )
-        # Pages through treq, which asks for gzip and decodes it; files as they are.
-        self._http = treq.client.HTTPClient(agent)
-        self._as_is = webclient.BrowserLikeRedirectAgent(agent)
+            endpoints = LargeReadEndpoints(reactor, policy, timeout, guard or ConnectGuard(upstreams))
+            agent = webclient.Agent.usingEndpointFactory(reactor, endpoints, pool=self._pool)
+        # Pages through treq, which asks for gzip and decodes it; files as they are. Both
+        # follow redirects as browsers do, never from https to http.
+        self._http = treq.client.HTTPClient(NoDowngradeRedirects(agent))
+        self._as_is = NoDowngradeRedirects(agent)
 
     async def get(
         self, url: str, headers: dict[str, str] | None = None, method: str = "GET"
@@ -208,7 +210,7 @@ class UpstreamClient:
         response = await self._send(
             url,
             lambda: self._http.request(
-                "GET", url, headers=sent, unbuffered=True, browser_like_redirects=True
+                "GET", url, headers=sent, unbuffered=True, allow_redirects=False
             ),
         )
         body = await response.content()

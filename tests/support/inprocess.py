@@ -89,5 +89,8 @@ def start_proxy(cache_dir: Path, upstreams: list[str], **overrides) -> LoopbackP
     """build_site's site for this config, listening on a free loopback port."""
     from twisted.internet import reactor
 
+    # A ConnectGuard that sees addresses as they would be elsewhere (tests of the SSRF guard).
+    connect_guard = overrides.pop("connect_guard", None)
     config = proxy_config(cache_dir, upstreams, **overrides)
-    return LoopbackProxy(config, build_site(config, reactor), reactor)
+    extra = {"connect_guard": connect_guard} if connect_guard is not None else {}
+    return LoopbackProxy(config, build_site(config, reactor, **extra), reactor)
