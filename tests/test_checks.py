@@ -8,7 +8,7 @@ import pytest_twisted
 
 from pypiproxy.simple import FileEntry, ProjectPage
 
-from test_files import JSON, header
+from test_files import JSON, file_path, header
 
 GOOD = "good-1.0-py3-none-any.whl"
 
@@ -69,3 +69,47 @@ async def test_a_hostile_page_through_a_running_proxy(proxy, fake_index, wheels)
     response, body = await proxy.get("simple/")
     assert response.code == 200 and b"javascript" not in body and b'href="trav/"' in body
     assert "default-src 'none'" in header(response, "Content-Security-Policy")
+
+
+def json_page(name: str, files: list) -> tuple[bytes, str]:
+    return json.dumps({"meta": {"api-version": "1.0"}, "name": name, "files": files}).encode(), JSON
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostile_pages_are_a_502_or_the_stale_copy_never_a_500(make_proxy, fake_index, wheels):
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    built = wheels.wheel("deep", "1.0")
+    fake_index.add("deep", built)
+    proxy = await make_proxy(fake_index.url, index_ttl=0.2)
+    response, good = await proxy.get("simple/deep/", {"Accept": JSON})
+    assert response.code == 200
+    nested = b'{"files": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    fake_index.raw_pages["deep"] = (nested, JSON)
+    await deferLater(reactor, 0.5, lambda: None)  # well past the TTL
+    response, body = await proxy.get("simple/deep/", {"Accept": JSON})
+    assert response.code == 200 and body == good  # the stale copy
+    fake_index.raw_pages["fresh"] = (nested, JSON)
+    fake_index.add_project("fresh")
+    response, body = await proxy.get("simple/fresh/", {"Accept": JSON})
+    assert response.code == 502 and b"nested too deeply" in body, body
+
+    # Fields of the wrong type are taken as absent; a file URL with a bad port is dropped.
+    fake_index.add_project("typed")
+    fake_index.raw_pages["typed"] = json_page("typed", [
+        {"filename": built.filename, "url": "/files/deep/" + built.filename,
+         "hashes": {"sha256": built.sha256}, "requires-python": 3, "yanked": ["x"], "size": "big",
+         "upload-time": 7, "gpg-sig": "yes", "core-metadata": {"sha256": 5}},
+        {"filename": "deep-2.0.tar.gz", "url": "http://127.0.0.1:99999/x.tar.gz", "hashes": {"sha256": "b" * 64}},
+    ])
+    for accept in (JSON, "text/html"):
+        response, body = await proxy.get("simple/typed/", {"Accept": accept})
+        assert response.code == 200, body
+        assert b"deep-2.0" not in body
+    [entry] = json.loads((await proxy.get("simple/typed/", {"Accept": JSON}))[1])["files"]
+    assert "requires-python" not in entry and "size" not in entry and entry["hashes"] == {"sha256": built.sha256}
+    path = await file_path(proxy, "typed", built.filename)
+    for suffix, headers in (("", {}), ("", {"Range": "bytes=0-9"}), (".metadata", {})):
+        response, _ = await proxy.get(path + suffix, headers)
+        assert response.code < 500

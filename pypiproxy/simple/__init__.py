@@ -46,17 +46,29 @@ __all__ = [
 ]
 
 
+# What a parser may raise on a hostile page besides IndexFormatError: each is that error too,
+# so that the caller serves its stale copy or a 502, never a 500.
+_PARSER_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError, AssertionError)
+
+
 def parse_project(body: bytes, content_type: str, page_url: str, name: str) -> ProjectPage:
     """Read a project page in whichever format the index answered with."""
-    if "json" in content_type:
-        return parse_project_json(body, page_url, name)
-    return parse_project_html(body, page_url, name)
+    try:
+        if "json" in content_type:
+            return parse_project_json(body, page_url, name)
+        return parse_project_html(body, page_url, name)
+    except IndexFormatError:
+        raise
+    except _PARSER_ERRORS as e:
+        raise IndexFormatError(f"not a project page: {type(e).__name__}: {e}") from e
 
 
 def parse_project_list(body: bytes, content_type: str) -> tuple[str, ...]:
     """Read the root page (``/simple/``): the normalised names it lists."""
-    names = parse_project_list_json(body) if "json" in content_type else parse_project_list_html(body)
     try:
+        names = parse_project_list_json(body) if "json" in content_type else parse_project_list_html(body)
         return tuple(dict.fromkeys(canonicalize_name(n) for n in names))
-    except TypeError as e:  # a name that is not a string
-        raise IndexFormatError(f"not a project list: {e}") from e
+    except IndexFormatError:
+        raise
+    except _PARSER_ERRORS as e:  # a name that is not a string, among others
+        raise IndexFormatError(f"not a project list: {type(e).__name__}: {e}") from e

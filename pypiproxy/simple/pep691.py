@@ -65,73 +65,102 @@ def project_to_json(page: ProjectPage, file_url: FileURL | None = None) -> dict[
     return out
 
 
+def _hashes(value: object) -> dict[str, str]:
+    """A hash mapping of strings, lower-cased; anything else an index sent counts as none."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {k.lower(): v.lower() for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def _metadata(value: object) -> tuple[bool, dict[str, str]]:
     if isinstance(value, Mapping):
-        return True, {str(k).lower(): str(v).lower() for k, v in value.items()}
+        return True, _hashes(value)
     return bool(value), {}
+
+
+def _text(value: object) -> str | None:
+    """An optional string field: a value of another type is taken as absent."""
+    return value if isinstance(value, str) and value else None
+
+
+def _loads(body: bytes) -> Any:
+    """JSON, with what a hostile body can raise besides ValueError (nesting deep enough to
+    exhaust the stack) turned into a ValueError too."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def parse_project_json(body: bytes, page_url: str, name: str) -> ProjectPage:
     """Read a PEP 691 project page; relative URLs are resolved against ``page_url``."""
     try:
-        return project_from_json(json.loads(body), page_url, name)
+        return project_from_json(_loads(body), page_url, name)
     except ValueError as e:
         raise IndexFormatError(f"not a PEP 691 project page: {e}") from e
 
 
 def project_from_json(data: Any, page_url: str, name: str) -> ProjectPage:
-    """The model of a decoded PEP 691 project object."""
+    """The model of a decoded PEP 691 project object; each field's type is checked as it is
+    read, since a page is data from outside (a wrong type must not reach a renderer)."""
     try:
+        if not isinstance(data, Mapping) or not isinstance(data.get("files"), list):
+            raise IndexFormatError("not a PEP 691 project page: no list of files")
         files = []
         for item in data["files"]:
-            url, fragment = urldefrag(urljoin(page_url, item["url"]))
-            hashes = {k.lower(): str(v).lower() for k, v in (item.get("hashes") or {}).items()}
+            if not isinstance(item, Mapping):
+                raise IndexFormatError("not a PEP 691 project page: a file is not an object")
+            filename, href = item.get("filename"), item.get("url")
+            if not isinstance(filename, str) or not isinstance(href, str):
+                raise IndexFormatError("not a PEP 691 project page: a file without a name or URL")
+            url, fragment = urldefrag(urljoin(page_url, href))
             has_metadata, metadata_hashes = _metadata(
                 item.get("core-metadata", item.get("dist-info-metadata", False))
             )
-            yanked = item.get("yanked") or False
+            yanked = item.get("yanked", False)
             size = item.get("size")
+            gpg_sig = item.get("gpg-sig")
             files.append(
                 FileEntry(
-                    filename=item["filename"],
+                    filename=filename,
                     url=url,
-                    hashes=hashes or split_hash(fragment),
-                    requires_python=item.get("requires-python") or None,
-                    is_yanked=bool(yanked),
-                    yanked_reason=yanked if isinstance(yanked, str) else None,
+                    hashes=_hashes(item.get("hashes")) or split_hash(fragment),
+                    requires_python=_text(item.get("requires-python")),
+                    is_yanked=yanked is True or (isinstance(yanked, str) and bool(yanked)),
+                    yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
                     has_metadata=has_metadata,
                     metadata_hashes=metadata_hashes,
-                    gpg_sig=item.get("gpg-sig"),
-                    size=size if isinstance(size, int) else None,
-                    upload_time=item.get("upload-time"),
+                    gpg_sig=gpg_sig if isinstance(gpg_sig, bool) else None,
+                    size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+                    upload_time=_text(item.get("upload-time")),
                     provenance=_text(item.get("provenance")),
                     extra=_unknown(item, _FILE_KEYS),
                 )
             )
         versions = data.get("versions")
+        listed = _text(data.get("name"))
         status = data.get("project-status")
         if not isinstance(status, Mapping):
             status = {}
         return ProjectPage(
-            name=canonicalize_name(data.get("name") or name),
+            name=canonicalize_name(listed or name),
             files=tuple(files),
-            versions=tuple(versions) if isinstance(versions, list) else None,
+            versions=tuple(v for v in versions if isinstance(v, str)) if isinstance(versions, list) else None,
             status=_text(status.get("status")),
             status_reason=_text(status.get("reason")),
             api_version=_text((data.get("meta") or {}).get("api-version")) or "1.0",
             extra=_unknown(data, _PROJECT_KEYS),
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except IndexFormatError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise IndexFormatError(f"not a PEP 691 project page: {e}") from e
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def parse_project_list_json(body: bytes) -> list[str]:
     try:
-        return [p["name"] for p in json.loads(body)["projects"]]
+        projects = _loads(body)["projects"]
+        return [p["name"] for p in projects if isinstance(p, Mapping) and isinstance(p.get("name"), str)]
     except (ValueError, KeyError, TypeError) as e:
         raise IndexFormatError(f"not a PEP 691 project list: {e}") from e
 
