@@ -26,12 +26,12 @@ AddressClass = Callable[[str], str]
 Resolve = Callable[[str, int], Awaitable[Sequence[str]]]
 
 
-class InternalAddressRefused(Exception):
+class InternalAddressRefused(ConnectionRefusedError):
     """A file URL leads to an internal address we may not connect to (a 502 for clients)."""
 
 
-class DowngradeRefused(Exception):
-    """An https URL redirected to plain http."""
+class DowngradeRefused(ValueError):
+    """An https URL redirected to plain http: a URL we will not send (a 502 for clients)."""
 
 
 def address_class(address: str) -> str:
