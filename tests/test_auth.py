@@ -16,7 +16,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from support.builders import build_wheel
 from support.clients import upload
 
-from pypiproxy.auth import HtpasswdChecker, HtpasswdError, load_htpasswd
+from pypiproxy.auth import HtpasswdChecker, HtpasswdError, PasswordTooLong, load_htpasswd
 from pypiproxy.server import Options
 
 
@@ -88,8 +88,10 @@ def test_a_verified_login_is_remembered_for_a_while_and_a_new_password_voids_it(
     assert len(calls) == 1
     assert login("alice", "wrong").check(error.UnauthorizedLogin)
     assert login("nobody", "in-wonderland").check(error.UnauthorizedLogin)
-    assert len(calls) == 2  # an unknown user costs no bcrypt
-    assert login("alice", "x" * 100).check(error.UnauthorizedLogin)  # over bcrypt's 72 bytes
+    # An unknown user costs a bcrypt too (against a dummy hash): timing tells no one who exists.
+    assert len(calls) == 3 and calls[-1] == b"in-wonderland"
+    assert login("alice", "x" * 73).check(PasswordTooLong)  # over bcrypt's 72 bytes: refused, not cut
+    assert len(calls) == 3
     clock.advance(301)
     assert login("alice", "in-wonderland") == b"alice"
     assert len(calls) == 4
@@ -180,3 +182,40 @@ async def test_allow_from_refuses_other_networks_on_every_path_before_any_login(
     here = await make_proxy(allow_from=(ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.0/8")))
     response, _ = await get(here, "+health")
     assert response.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_repeated_failed_logins_get_a_429_with_retry_after_and_are_logged(make_proxy, users, logged):
+    import threading
+
+    proxy = await make_proxy(htpasswd=users, auth="all")
+    codes = []
+    for _ in range(6):
+        response, _ = await get(proxy, "simple/", auth=("alice", "guess"))
+        codes.append(response.code)
+    assert codes == [401] * 5 + [429]
+    response, _ = await get(proxy, "simple/", auth=("alice", "in-wonderland"))  # the right one, too late
+    assert response.code == 429 and 0 < int(response.headers.getRawHeaders("Retry-After")[0]) <= 60
+    assert any("too many failed logins for user 'alice'" in line for line in logged)
+    response, _ = await get(proxy, "simple/", auth=("bob", "builder"))  # another user from here is let in
+    assert response.code == 200
+    # bcrypt ran in its own pool, not in the reactor's shared one.
+    assert any("bcrypt" in thread.name for thread in threading.enumerate())
+
+    response, body = await get(proxy, "simple/", auth=("bob", "b" * 73))
+    assert (response.code, body) == (401, b"401 passwords over 72 bytes are refused\n")
+
+
+def test_the_throttle_forgets_after_its_window():
+    from pypiproxy.auth import LoginThrottle
+
+    clock = task.Clock()
+    throttle = LoginThrottle(clock, per_user=2, per_address=3, window=60)
+    for _ in range(2):
+        throttle.failed("10.0.0.1", "alice")
+    assert throttle.retry_after("10.0.0.1", "alice") == 60
+    assert throttle.retry_after("10.0.0.2", "alice") is None  # per address
+    throttle.failed("10.0.0.1", "bob")
+    assert throttle.retry_after("10.0.0.1", "carol") == 60  # three names from one address
+    clock.advance(61)
+    assert throttle.retry_after("10.0.0.1", "alice") is None

@@ -24,6 +24,7 @@ log = Logger()
 # pip and uv send the same login with each of the many requests of one install.
 VERIFIED_SECONDS = 300.0
 VERIFIED_MAX = 4096
+MAX_PASSWORD = 72  # bytes: all bcrypt reads
 _BCRYPT = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
 _KNOWN_SCHEMES = (
     ("$apr1$", "Apache MD5 ($apr1$)"),
@@ -32,6 +33,10 @@ _KNOWN_SCHEMES = (
     ("$5$", "SHA-256-crypt ($5$)"),
     ("$6$", "SHA-512-crypt ($6$)"),
 )
+
+
+class PasswordTooLong(cred_error.UnauthorizedLogin):
+    """Over bcrypt's 72 bytes: refused rather than silently cut."""
 
 
 class HtpasswdError(ValueError):
@@ -82,8 +87,9 @@ class Accounts:
 class HtpasswdChecker:
     """Checks passwords against an htpasswd file, reread when it changes.
 
-    bcrypt takes 100+ ms on purpose, so it runs in a thread, and a verified login is
-    remembered for a few minutes under a keyed hash (never the password itself).
+    bcrypt takes 100+ ms on purpose, so it runs in a thread (of a pool of its own: see
+    server/service.py), and a verified login is remembered for a few minutes under a keyed
+    hash (never the password itself). Unknown users cost a bcrypt too.
     """
 
     credentialInterfaces = (credentials.IUsernamePassword,)
@@ -103,6 +109,15 @@ class HtpasswdChecker:
         self._verified: OrderedDict[bytes, float] = OrderedDict()
         self._users = load_htpasswd(path)
         self._stamp = _stamp(path)
+        self._dummy_hash: bytes | None = None
+
+    def _against_dummy(self, password: bytes) -> bool:  # in a thread
+        """Check a password against a hash no password matches, of the users' highest cost."""
+        cost = max((h[4:6] for h in self._users.values()), default=b"12")
+        dummy = self._dummy_hash
+        if dummy is None or dummy[4:6] != cost:
+            dummy = self._dummy_hash = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(int(cost)))
+        return _bcrypt_matches(self._verify, password, dummy)
 
     def _current_users(self) -> dict[str, bytes]:
         stamp = _stamp(self._path)
@@ -124,8 +139,14 @@ class HtpasswdChecker:
 
     async def _check(self, username: bytes, password: bytes) -> bytes:
         user = username.decode("utf-8", "replace")
+        if len(password) > MAX_PASSWORD:
+            # bcrypt reads 72 bytes and (4.x) ignores the rest: a longer one would be
+            # accepted for any text that starts the same. Whoever sends it knows its length.
+            raise PasswordTooLong(f"passwords over {MAX_PASSWORD} bytes are refused")
         hashed = self._current_users().get(user)
         if hashed is None:
+            # As slow as a wrong password, so that timing tells no one which users exist.
+            await self._to_thread(self._against_dummy, password)
             raise cred_error.UnauthorizedLogin(f"no user {user!r}")
         # The stored hash is part of the key, so a changed password voids what was believed.
         key = hmac.new(self._key, username + b"\0" + password + b"\0" + hashed, hashlib.sha256).digest()

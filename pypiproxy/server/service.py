@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from twisted.application import service, strports
 from twisted.internet import threads
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IAgent
 from twisted.web.server import Site
 
@@ -115,12 +117,26 @@ def build_site(
         reactor,
         to_thread,
         team=team,
+        password_thread=_password_pool(reactor) if config.htpasswd else None,
         requestFactory=SiteRequest.factory(config.max_upload_size, store.temporary),
         # A file of its own is much cheaper than a logger event per request (and is what
         # log rotation and analysers expect); without it the lines go to the server's log.
         logPath=str(config.access_log) if config.access_log else None,
     )
     return site, store, client, budget
+
+
+# bcrypt takes 100+ ms a check on purpose: two threads of its own, so that a flood of bad
+# logins queues there rather than in the reactor's pool, where disk writes and page parsing run.
+PASSWORD_THREADS = 2
+
+
+def _password_pool(reactor: Any) -> ToThread:
+    """A small thread pool for password checks, stopped with the reactor."""
+    pool = ThreadPool(minthreads=0, maxthreads=PASSWORD_THREADS, name="bcrypt")
+    pool.start()
+    reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    return partial(threads.deferToThreadPool, reactor, pool)
 
 
 def makeService(options: Options, reactor: Any = None) -> service.IService:

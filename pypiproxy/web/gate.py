@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from typing import Any, Callable, Sequence
 
@@ -16,7 +17,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 from twisted.web.util import DeferredResource
 
-from ..auth import TOKEN_USER, Groups, HtpasswdChecker, IAccount, build_login
+from ..auth import TOKEN_USER, Groups, HtpasswdChecker, IAccount, LoginThrottle, PasswordTooLong, build_login
 from ..config import Config
 from ..private import Audit, Team
 from .errors import error_page, forbidden
@@ -42,12 +43,14 @@ class AccessPolicy:
         auth: str = "upload",
         allow_anonymous_upload: bool = False,
         audit: Audit | None = None,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self._networks = tuple(networks)
         self._portal = login
         self._auth = auth
         self._anonymous_upload = allow_anonymous_upload
         self._audit = audit
+        self._throttle = throttle  # repeated failures from one address answer 429 for a while
 
     async def decide(self, request: IRequest) -> resource.IResource | None:
         """The refusal to answer with (403, 401), or None when the request may go on."""
@@ -88,20 +91,33 @@ class AccessPolicy:
         user, password = request.getUser(), request.getPassword()
         if not user:
             return _unauthorized("login required")
+        client, name = _client_host(request), user.decode("utf-8", "replace")
+        wait = self._throttle.retry_after(client, name) if self._throttle else None
+        if wait is not None:
+            log.warn("too many failed logins for user {user!r} from {client}: 429 for {seconds:.0f}s",
+                     user=name, client=client, seconds=wait)
+            return error_page(429, "too many failed logins; try again later", {"Retry-After": str(math.ceil(wait))})
         try:
             _interface, account, _logout = await self._portal.login(
                 credentials.UsernamePassword(user, password), None, IAccount
             )
         except cred_error.UnauthorizedLogin as e:
+            if self._throttle is not None:
+                self._throttle.failed(client, name)
             log.warn(
                 "failed login for user {user!r} from {client} ({method} {path})",
-                user=user.decode("utf-8", "replace"),
-                client=_client_host(request),
+                user=name,
+                client=client,
                 method=request.method.decode("latin-1"),
                 path=request.path.decode("latin-1"),
             )
-            # A token's refusal says why (revoked, expired): it gives nothing away to a guesser.
-            return _unauthorized(str(e) if user == TOKEN_USER else "wrong user name or password")
+            # A token's refusal says why (revoked, expired): it gives nothing away to a guesser;
+            # so does a password over bcrypt's 72 bytes.
+            if user == TOKEN_USER or isinstance(e, PasswordTooLong):
+                return _unauthorized(str(e))
+            return _unauthorized("wrong user name or password")
+        if self._throttle is not None:
+            self._throttle.succeeded(client, name)
         if hasattr(request, "account"):
             request.account = account
         refusal = account.upload_refusal() if is_upload_path(request) else None
@@ -185,13 +201,18 @@ def site_for(
     clock: IReactorTime,
     to_thread: Callable[..., defer.Deferred],
     team: Team | None = None,
+    password_thread: Callable[..., defer.Deferred] | None = None,
     **kwargs: Any,
 ) -> GatedSite:
-    """The site for a config's ``--allow-from``, ``--htpasswd``, ``--groups``, ``--auth`` and uploads."""
+    """The site for a config's ``--allow-from``, ``--htpasswd``, ``--groups``, ``--auth`` and uploads;
+    bcrypt runs through ``password_thread`` (a pool of its own), else ``to_thread``."""
     team = team or Team.open(config.cache_dir)
     login = None
     if config.htpasswd:
-        users = HtpasswdChecker(config.htpasswd, clock, to_thread)
+        users = HtpasswdChecker(config.htpasswd, clock, password_thread or to_thread)
         login = build_login(users, Groups(config.groups), team.tokens, team.audit, clock, to_thread)
-    policy = AccessPolicy(config.allow_from, login, config.auth, config.allow_anonymous_upload, team.audit)
+    policy = AccessPolicy(
+        config.allow_from, login, config.auth, config.allow_anonymous_upload, team.audit,
+        LoginThrottle(clock) if login else None,
+    )
     return GatedSite(root, policy, **kwargs)
