@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 
@@ -16,7 +17,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from support.builders import build_wheel
 from support.clients import upload
 
-from pypiproxy.auth import HtpasswdChecker, HtpasswdError, PasswordTooLong, load_htpasswd
+from pypiproxy.auth import HtpasswdChecker, HtpasswdError, load_htpasswd
 from pypiproxy.server import Options
 
 
@@ -90,6 +91,8 @@ def test_a_verified_login_is_remembered_for_a_while_and_a_new_password_voids_it(
     assert login("nobody", "in-wonderland").check(error.UnauthorizedLogin)
     # An unknown user costs a bcrypt too (against a dummy hash): timing tells no one who exists.
     assert len(calls) == 3 and calls[-1] == b"in-wonderland"
+    from pypiproxy.auth import PasswordTooLong
+
     assert login("alice", "x" * 73).check(PasswordTooLong)  # over bcrypt's 72 bytes: refused, not cut
     assert len(calls) == 3
     clock.advance(301)
@@ -219,3 +222,31 @@ def test_the_throttle_forgets_after_its_window():
     assert throttle.retry_after("10.0.0.1", "carol") == 60  # three names from one address
     clock.advance(61)
     assert throttle.retry_after("10.0.0.1", "alice") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_options_star_passes_the_gate_like_every_request(make_proxy, users):
+    import socket
+
+    from twisted.internet import threads
+
+    from test_hostile import status_of
+
+    def exchange(port: int, raw: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(raw)  # no half-close: Twisted takes it for a lost connection
+            received = b""
+            while chunk := s.recv(65536):
+                received += chunk
+        return received
+
+    star = b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    open_proxy = await make_proxy()
+    elsewhere = await make_proxy(allow_from=(ipaddress.ip_network("10.0.0.0/8"),))
+    logins = await make_proxy(htpasswd=users, auth="all")
+    answers = [await threads.deferToThread(exchange, p.port.getHost().port, star)
+               for p in (open_proxy, elsewhere, logins)]
+    assert [status_of(a) for a in answers] == [200, 403, 401]
+    login = b"Authorization: Basic " + base64.b64encode(b"bob:builder") + b"\r\n"
+    answer = await threads.deferToThread(exchange, logins.port.getHost().port, star.replace(b"\r\n\r\n", b"\r\n" + login + b"\r\n"))
+    assert status_of(answer) == 200

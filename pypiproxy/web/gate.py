@@ -189,10 +189,26 @@ class GatedSite(server.Site):
         if refused is not None:
             return refused
         if not self.policy.needs_login(request):
-            return super().getResourceFor(request)
+            return self._target(request)
         checked = defer.ensureDeferred(self.policy.login(request))
-        checked.addCallback(lambda refused: refused or server.Site.getResourceFor(self, request))
+        checked.addCallback(lambda refused: refused or self._target(request))
         return DeferredResource(checked)
+
+    def _target(self, request: IRequest) -> resource.IResource:
+        if request.path == b"*":  # "OPTIONS *", once it passed the gate
+            return _ServerOptions()
+        return server.Site.getResourceFor(self, request)
+
+
+class _ServerOptions(resource.Resource):
+    """``OPTIONS *``: what the server as a whole answers (RFC 9110: an empty 200)."""
+
+    isLeaf = True
+
+    def render_OPTIONS(self, request: IRequest) -> bytes:
+        request.setHeader(b"allow", b"GET, HEAD, POST")
+        request.setHeader(b"content-length", b"0")
+        return b""
 
 
 def site_for(

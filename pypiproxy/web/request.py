@@ -11,6 +11,7 @@ from typing import Any, Callable
 from multipart import MultipartError, parse_options_header
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http_headers import Headers
 
@@ -52,10 +53,21 @@ class SiteRequest(server.Request):
     def factory(cls, max_body: int, temporary: Callable[[str], Path]) -> Callable[..., "SiteRequest"]:
         return partial(cls, max_body=max_body, temporary=temporary)
 
+    def _handleStar(self) -> None:
+        # Twisted answers "OPTIONS *" itself, before the site sees it: through the gate
+        # (--allow-from, --auth all) like every other request instead.
+        try:
+            self.render(self.site.getResourceFor(self))
+        except BaseException:
+            self.processingFailed(Failure())
+
     def render(self, resrc: Any) -> None:
         # Twisted answers methods it does not know with 501; for us they are a client's
-        # mistake, and every path of ours takes GET, HEAD or POST alone.
-        if self.method not in (b"GET", b"HEAD", b"POST"):
+        # mistake, and every path of ours takes GET, HEAD or POST alone ("*" OPTIONS alone).
+        if self.path == b"*":
+            if self.method != b"OPTIONS":
+                resrc = error_page(405, "only OPTIONS is allowed for *", {"Allow": "OPTIONS"})
+        elif self.method not in (b"GET", b"HEAD", b"POST"):
             method = self.method.decode("latin-1", "replace")[:20]
             resrc = error_page(405, f"method {method} not allowed", {"Allow": "GET, HEAD, POST"})
         super().render(resrc)
