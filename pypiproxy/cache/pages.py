@@ -30,6 +30,9 @@ NOT_FOUND_TTL = 60.0
 # After an upstream failure, stale pages are served this long before asking again.
 RETRY_BACKOFF = 30.0
 MEMORY_PAGES = 512
+# Names an upstream said do not exist, remembered at most (the oldest go first): a client
+# asking for a million made-up names must not grow memory.
+NOT_FOUND_MAX = 10_000
 
 
 class ProjectNotFound(Exception):
@@ -182,8 +185,10 @@ class PageCache:
             return cached
         if not self._upstreams:
             raise ProjectNotFound(name)
-        if self._not_found.get(name, 0) > now:
-            raise ProjectNotFound(name)
+        if name in self._not_found:
+            if self._not_found[name] > now:
+                raise ProjectNotFound(name)
+            del self._not_found[name]
         return await self._fetches.run(name, lambda: self._refresh(name, cached))
 
     async def cached(self, name: str) -> CachedPage | None:
@@ -249,7 +254,10 @@ class PageCache:
             )
             await self._save(name, fresh)
             return fresh
+        self._not_found.pop(name, None)  # re-inserted last: the dict's order is their age
         self._not_found[name] = self._clock.seconds() + min(self._ttl, NOT_FOUND_TTL)
+        while len(self._not_found) > NOT_FOUND_MAX:
+            del self._not_found[next(iter(self._not_found))]
         self._forget(name)
         raise ProjectNotFound(name)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Coroutine
+from urllib.parse import urlsplit
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -44,8 +46,24 @@ def render_async(request: Request, coroutine: Coroutine[Any, Any, IResource | by
     return NOT_DONE_YET
 
 
+_URL = re.compile(r"\bhttps?://[^\s'\"<>]+", re.IGNORECASE)
+
+
 def upstream_error(e: UpstreamError) -> IResource:
-    return error_page(e.status, f"upstream failed: {e}")
+    """The 502/504 for an upstream failure. Its reason names the upstream by host only: an
+    upstream URL may carry a path, a query or a token meant for no client (the log has it)."""
+    log.warn("answering {status}: upstream failed: {error}", status=e.status, error=str(e))
+    return error_page(e.status, f"upstream failed: {_URL.sub(_host_only, str(e))}")
+
+
+def _host_only(match: re.Match[str]) -> str:
+    parts = urlsplit(match.group(0))
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    host = parts.hostname or "?"
+    return (f"[{host}]" if ":" in host else host) + port
 
 
 def etag_matches(header: bytes | None, etag: str) -> bool:
