@@ -242,10 +242,12 @@ async def test_a_cancelled_upstream_request_is_a_cancel_not_a_timeout(fake_index
     from twisted.internet import defer
     from twisted.internet.task import deferLater
 
+    from pypiproxy.config import parse_upstream
     from pypiproxy.upstream import UpstreamClient, UpstreamTimeout
 
     fake_index.hang_pages = True
-    client = UpstreamClient(reactor, [], timeout=0.5)
+    # Its upstream named, so the guard lets it reach a loopback address.
+    client = UpstreamClient(reactor, [parse_upstream(fake_index.url)], timeout=0.5)
     try:
         waiting = defer.ensureDeferred(client.get_page(fake_index.project_url("demo")))
         await deferLater(reactor, 0.1, lambda: None)
