@@ -34,3 +34,12 @@ async def test_a_502_names_the_upstream_by_host_never_its_url(make_proxy, fake_i
     assert f"127.0.0.1:{fake_index.port}".encode() in body
     assert b"http://" not in body and b"s3cret" not in body and b"/simple/" not in body
     assert b"http://" not in response.phrase
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_very_long_valid_project_name_is_a_404_without_asking_upstream(proxy, fake_index):
+    name = "a" + "-b" * 2000  # a valid PEP 508 name of 4001 characters
+    for path in (f"simple/{name}/", f"files/{name}/{'a' * 64}/x-1.0.tar.gz"):
+        response, body = await proxy.get(path)
+        assert response.code == 404, body[:200]
+    assert fake_index.count(name[:50]) == 0

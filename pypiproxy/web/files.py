@@ -11,6 +11,7 @@ from twisted.web.server import Request
 from .. import simple
 from ..cache import KEY, CachedFile, CachedPage, FileWithheld, ProjectNotFound, Withheld, cache_key
 from ..interfaces import IFileSource
+from ..simple.checks import MAX_NAME
 from ..stats import Stats
 from ..upstream import UpstreamError
 from .components import Components
@@ -38,7 +39,8 @@ class Files(Resource):
         if len(request.postpath) != 3:
             return not_found("no such file").render(request)
         project, key, filename = (p.decode("utf-8", "replace") for p in request.postpath)
-        if not (simple.VALID_NAME.match(project) and KEY.match(key) and _safe_filename(filename)):
+        if not (len(project) <= MAX_NAME and simple.VALID_NAME.match(project) and KEY.match(key)
+                and _safe_filename(filename)):
             return not_found("no such file").render(request)
         self._stats.incr("file_requests")
         return render_async(request, self._answer(request, canonicalize_name(project), key, filename))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from email.utils import parsedate_to_datetime
 
 from twisted.web.server import Request
 
@@ -43,14 +42,10 @@ def range_applies(request: Request, etag: str) -> bool:
     if_range = request.getHeader(b"if-range")
     if if_range is None:
         return True
-    if if_range.startswith((b'"', b"W/")):
-        return if_range.decode("latin-1") == etag
-    try:
-        parsedate_to_datetime(if_range.decode("latin-1"))
-    except (TypeError, ValueError):
-        return False
-    # Cached files never change, so any date the client saw them at is still right.
-    return True
+    # RFC 9110 13.1.5: the range only if the validator matches exactly (a strong ETag, or
+    # the Last-Modified date sent). We send no Last-Modified for files, so a date matches
+    # nothing and the client gets the whole file: it may be a copy from anywhere.
+    return if_range.decode("latin-1").strip() == etag
 
 
 def parse_range(header: bytes | None, length: int) -> tuple[int, int] | str | None:

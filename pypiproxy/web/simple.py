@@ -10,6 +10,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from .. import simple
+from ..simple.checks import MAX_NAME
 from ..cache import CachedPage, ProjectNotFound, RenderedPage, cache_key, render_names
 from ..upstream import UpstreamError
 from .components import Components
@@ -104,6 +105,9 @@ class ProjectPage(Resource):
 
     def render_GET(self, request: Request) -> int | bytes:
         name = self._segment.decode("utf-8", "replace")
+        if len(name) > MAX_NAME:
+            # A valid PEP 508 name may be any length; ours are stored as file names.
+            return not_found(f"project names over {MAX_NAME} characters are not served").render(request)
         if not simple.VALID_NAME.match(name):
             return not_found(f"not a valid project name: {name[:100]!r}").render(request)
         if request.postpath not in ([], [b""]):
