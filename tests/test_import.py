@@ -133,3 +133,16 @@ def _get_json(url: str) -> bytes:
     request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(request, timeout=20) as response:
         return response.read()
+
+
+def test_a_junk_file_named_like_a_wheel_is_named_and_the_exit_is_1(tmp_path):
+    source = tmp_path / "packages"
+    source.mkdir()
+    good = build_wheel("good", "1.0")
+    (source / good.filename).write_bytes(good.data)
+    (source / "junk.whl").write_bytes(b"not a zip, not a wheel name")
+    done = import_command("--cache-dir", str(tmp_path / "cache"), str(source))
+    assert done.returncode == 1, done
+    assert f"{source / 'junk.whl'}: not a valid wheel or sdist file name" in done.stderr
+    assert f"imported {good.filename}" in done.stdout
+    assert (tmp_path / "cache" / "private" / "good" / good.filename).read_bytes() == good.data

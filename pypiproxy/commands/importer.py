@@ -17,7 +17,7 @@ from twisted.internet import defer, threads
 from ..cache import FileStore
 from ..config import UpstreamIndex, redact
 from ..private import PrivateStore, Refused, check_distribution
-from ..simple import FileEntry, is_distribution_name, parse_filename
+from ..simple import BadFilename, FileEntry, is_distribution_name, parse_filename
 from ..simple.hashes import sha256_of
 from ..upstream import ProjectMissing, UpstreamClient, UpstreamError, fetch_project, fetch_project_list
 from .arguments import index_url, positive
@@ -237,6 +237,12 @@ def _walk(paths: Iterable[Path], report: Report) -> Iterator[Path]:
         for candidate in candidates:
             if is_distribution_name(candidate.name):
                 yield candidate
+            elif candidate.name.endswith(".whl"):
+                # Meant to be a wheel, so not to be passed over in silence.
+                try:
+                    parse_filename(candidate.name)
+                except BadFilename as e:
+                    report.refuse(str(candidate), str(e))
             else:
                 report.ignored += 1
 
