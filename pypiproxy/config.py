@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import netrc
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 DEFAULT_LISTEN = "tcp:3141:interface=127.0.0.1"
@@ -56,6 +58,24 @@ def parse_upstream(value: str, option: str = "--upstream") -> UpstreamIndex:
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return UpstreamIndex(url=url, username=username, password=password)
+
+
+def with_credentials_from(path: Path, upstreams: Iterable[UpstreamIndex], option: str) -> tuple[UpstreamIndex, ...]:
+    """The upstreams, each without credentials in its URL given those a netrc file has for
+    its host (as pip reads netrc: by host name, else the file's ``default`` entry), so that
+    passwords stand neither in ``ps`` nor in unit files."""
+    try:
+        entries = netrc.netrc(str(path))
+    except (OSError, netrc.NetrcParseError) as e:
+        detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ValueError(f"{option}: cannot read {str(path)!r}: {detail}") from None
+    found = []
+    for upstream in upstreams:
+        login = entries.authenticators(upstream.origin[1]) if upstream.username is None else None
+        if login is not None and login[0]:
+            upstream = replace(upstream, username=login[0], password=login[2] or None)
+        found.append(upstream)
+    return tuple(found)
 
 
 _CREDENTIALS = re.compile(r"(://)[^/@\s]+@")

@@ -161,6 +161,8 @@ def tier_dirs(tmp_path: Path) -> tuple[Path, Path]:
     cache_dir, config_dir = tmp_path / "var-lib-pypiproxy", tmp_path / "etc-pypiproxy"
     cache_dir.mkdir()
     config_dir.mkdir()
+    # The upstream logins file the company cache's config names (its host is not ours here).
+    (config_dir / "upstream.netrc").write_text((ETC / "upstream.netrc").read_text())
     return cache_dir, config_dir
 
 

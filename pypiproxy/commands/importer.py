@@ -20,7 +20,7 @@ from ..private import PrivateStore, Refused, check_distribution
 from ..simple import BadFilename, FileEntry, is_distribution_name, parse_filename
 from ..simple.hashes import sha256_of
 from ..upstream import ProjectMissing, UpstreamClient, UpstreamError, fetch_project, fetch_project_list
-from .arguments import index_url, positive
+from .arguments import add_credentials_option, index_url, index_with_credentials, positive
 from .reactor import run_command
 
 DEFAULT_JOBS = 4
@@ -280,6 +280,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index-ca", type=Path, metavar="FILE", help="PEM bundle to verify the index's TLS with")
     parser.add_argument("-j", "--jobs", type=positive(int), default=DEFAULT_JOBS, metavar="N", help="downloads at a time")
     parser.add_argument("--timeout", type=positive(), default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per request")
+    add_credentials_option(parser)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -295,6 +296,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     if args.index_ca is not None and not args.index_ca.is_file():
         err.write(f"{prog}: error: --index-ca: cannot read {str(args.index_ca)!r}\n")
         return 2
+    try:
+        from_index = index_with_credentials(args.from_index, args.upstream_credentials)
+    except ValueError as e:
+        err.write(f"{prog}: error: {e}\n")
+        return 2
     report = Report(out)
     try:
         importer = Importer(args.cache_dir, report)
@@ -308,7 +314,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
             async def main(reactor: Any) -> int:
                 await importer.import_index(
-                    reactor, args.from_index, args.projects, jobs=args.jobs, timeout=args.timeout, ca_file=args.index_ca
+                    reactor, from_index, args.projects, jobs=args.jobs, timeout=args.timeout, ca_file=args.index_ca
                 )
                 return 0
 

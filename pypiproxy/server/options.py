@@ -11,7 +11,9 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from ..auth import load_groups, load_htpasswd
-from ..config import DEFAULT_LISTEN, Config, parse_duration, parse_number, parse_size, parse_upstream
+from ..config import (
+    DEFAULT_LISTEN, Config, parse_duration, parse_number, parse_size, parse_upstream, with_credentials_from,
+)
 from ..guard import RuleError, load, parse_allow, parse_block
 from ..simple import VALID_NAME
 from ..upstream import trust_root
@@ -45,6 +47,7 @@ class Options(usage.Options):
         ["cache-dir", None, "./pypiproxy-data", "Where cached files, pages and private packages live."],
         ["index-ttl", None, "600", "Seconds a cached index page is served without asking upstream."],
         ["upstream-ca", None, None, "PEM bundle to verify upstream TLS with, instead of the system's."],
+        ["upstream-credentials", None, None, "netrc file with the upstreams' logins, matched by host."],
         ["upstream-timeout", None, "15", "Connect and read timeout towards upstreams, in seconds."],
         ["htpasswd", None, None, "Users, Apache htpasswd format with bcrypt hashes."],
         ["auth", None, "upload", "With --htpasswd, what needs a login: upload or all."],
@@ -106,6 +109,9 @@ class Options(usage.Options):
             raise ValueError(f"--auth must be 'upload' or 'all', not {self['auth']!r}")
         offline, no_upstream = self["offline"], self["no-upstream"]
         upstreams = tuple(parse_upstream(u) for u in self["upstream"])
+        if self["upstream-credentials"]:
+            credentials = _readable_file("--upstream-credentials", self["upstream-credentials"])
+            upstreams = with_credentials_from(credentials, upstreams, "--upstream-credentials")
         if not upstreams and not (offline or no_upstream):
             raise ValueError("--upstream URL is required (or --offline, or --no-upstream)")
         if no_upstream and upstreams:

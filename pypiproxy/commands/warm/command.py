@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..arguments import index_url, positive
+from ..arguments import add_credentials_option, index_url, index_with_credentials, positive
 from ..reactor import run_command
 from .choose import constraint_specifiers, top_level_needs
 from .client import IndexClient, WarmError
@@ -140,6 +140,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         f"[default: {DEFAULT_TIMEOUT:g}]",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no notes")
+    add_credentials_option(parser)
 
 
 async def execute(reactor: Any, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -147,6 +148,11 @@ async def execute(reactor: Any, args: argparse.Namespace, out: TextIO, err: Text
     prog = "pypiproxy warm"
     if not args.files and not args.requirements:
         err.write(f"{prog}: error: nothing to warm: give -r FILE or a requirement\n")
+        return 2
+    try:
+        index = index_with_credentials(args.index, args.upstream_credentials)
+    except ValueError as e:
+        err.write(f"{prog}: error: {e}\n")
         return 2
     target = Target(args.python_version, tuple(args.platforms), args.only_binary)
     try:
@@ -161,7 +167,7 @@ async def execute(reactor: Any, args: argparse.Namespace, out: TextIO, err: Text
     for note in requirements.notes:
         reporter.note(note)
     client = IndexClient(
-        reactor, args.index, jobs=args.jobs, timeout=args.timeout, ca_file=args.index_ca
+        reactor, index, jobs=args.jobs, timeout=args.timeout, ca_file=args.index_ca
     )
     warmer = Warmer(
         client,
