@@ -644,3 +644,15 @@ async def test_warming_through_the_proxy_fills_its_cache(fake_index: FakeIndex, 
     code, out, _ = await warm("a", "--index", proxy.url)
     assert (code, out.splitlines()[0].split(": ")[1]) == (0, "3 already cached, 0 newly cached")
     assert file_requests(fake_index) == sorted([wheel.filename, sdist.filename, dep.filename])
+
+
+@pytest_twisted.ensureDeferred
+async def test_metadata_over_the_cap_is_refused_not_read(fake_index: FakeIndex) -> None:
+    import dataclasses
+
+    base = build_wheel("fat", "1.0")
+    fat = dataclasses.replace(base, metadata=b"Metadata-Version: 2.1\nName: fat\n\n" + b"A" * (2 << 20))
+    fake_index.add("fat", fat)
+    code, out, err = await warm("--index", fake_index.url, "fat")
+    assert code == 1, (out, err)
+    assert f"{fat.filename}.metadata: it is over 1048576 bytes" in err
