@@ -285,7 +285,7 @@ async def test_two_processes_on_one_cache_dir_behind_nginx(twistd, fake_index, w
         assert sorted(filenames) == sorted(w.filename for w in uploads), root
         assert {"corp-lib", "corp-big"} <= set(projects)
     stored = sorted(p.name for p in (cache_dir / "private" / "corp-lib").iterdir())
-    assert stored == sorted([w.filename for w in uploads] + [w.filename + ".json" for w in uploads])
+    assert stored == sorted([w.filename + suffix for w in uploads for suffix in ("", ".json", ".metadata")])
     status, digest, _ = await threads.deferToThread(
         fetch_sha256, f"{b.root_url}files/corp-big/{big.sha256}/{big.filename}"
     )
