@@ -8,7 +8,8 @@ import pytest_twisted
 
 from pypiproxy.simple import FileEntry, ProjectPage
 
-from test_files import JSON, file_path, header
+from support.cache import JSON, file_path
+from support.clients import header
 
 GOOD = "good-1.0-py3-none-any.whl"
 

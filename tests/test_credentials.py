@@ -9,8 +9,10 @@ import urllib.request
 import pytest_twisted
 from twisted.internet import threads
 
-from conftest import REPO, clean_client_env
-from fakeindex import FakeIndex, build_wheel
+from support.builders import build_wheel
+from support.clients import clean_client_env
+from support.fakeindex import FakeIndex
+from support.processes import REPO
 
 SECRET = "n3trc-pa55"
 

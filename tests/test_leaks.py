@@ -8,8 +8,11 @@ import pypiproxy.cache.pages
 
 
 def page_cache(proxy):
-    """The PageCache behind a proxy's /simple/ (under the private tier's wrapper)."""
-    return proxy.site.resource.children[b"simple"]._components.pages._pages
+    """The PageCache behind a proxy's /simple/ (under the wrappers of the private tier and the guard)."""
+    pages = proxy.site.resource.children[b"simple"]._components.pages
+    while not hasattr(pages, "_not_found"):
+        pages = pages._pages
+    return pages
 
 
 @pytest_twisted.ensureDeferred

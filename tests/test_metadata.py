@@ -10,8 +10,10 @@ import sys
 import pytest_twisted
 from twisted.internet import threads
 
+from support.builders import Built, dist_name
 from support.cache import JSON, file_path
 from support.clients import run_client
+from support.waiting import wait_until
 
 
 def poisoned_twin(victim, evil_name: str):
@@ -75,8 +77,6 @@ def metadata_bomb(name: str, inflated: int):
     import io
     import zipfile
 
-    from fakeindex import Built, dist_name
-
     dist = dist_name(name)
     info = f"{dist}-1.0.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n\n".encode() + b"A" * inflated
@@ -93,8 +93,6 @@ def metadata_bomb(name: str, inflated: int):
 
 @pytest_twisted.ensureDeferred
 async def test_a_metadata_zip_bomb_is_not_extracted(proxy, fake_index):
-    from test_files import wait_until
-
     bomb = metadata_bomb("bomb", 64 * 1024 * 1024)
     assert len(bomb.data) < 200_000
     fake_index.add("bomb", bomb, metadata=False)
@@ -120,8 +118,6 @@ async def test_an_upstream_metadata_body_over_the_cap_is_refused(proxy, fake_ind
 
 @pytest_twisted.ensureDeferred
 async def test_metadata_files_count_towards_the_cache_size(make_proxy, fake_index):
-    from test_files import wait_until
-
     # 900 KiB of METADATA (under the cap) in a wheel of a few KiB.
     heavy = metadata_bomb("heavy", 900 * 1024)
     fake_index.add("heavy", heavy, metadata=False)
