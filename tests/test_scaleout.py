@@ -334,7 +334,7 @@ async def test_metadata_one_process_extracted_is_offered_by_the_other_after_the_
     assert await threads.deferToThread(core_metadata, b) is None
     url = f"{a.root_url}files/late-meta/{wheel.sha256}/{wheel.filename}"
     assert (await threads.deferToThread(fetch_sha256, url))[:2] == (200, wheel.sha256)
-    extracted = a.cache_dir / "files" / wheel.sha256[:2] / f"{wheel.sha256}.metadata"
+    extracted = a.cache_dir / "files" / wheel.sha256[:2] / f"{wheel.sha256}.whl.metadata"  # taken from the wheel
     await wait_until(extracted.exists, timeout=5, interval=0.05, what=f"{extracted}")
     assert await threads.deferToThread(core_metadata, a) == {"sha256": wheel.metadata_sha256}
     await deferLater(reactor, 1.2, lambda: None)
@@ -433,7 +433,7 @@ async def test_metadata_announced_for_an_evicted_wheel_is_still_served(make_prox
     fake_index.add("evicted-one", one, metadata=False)
     fake_index.add("evicted-two", two, metadata=False)
     proxy = await make_proxy(fake_index.url, max_cache_size=400_000)
-    extracted = proxy.config.cache_dir / "files" / one.sha256[:2] / f"{one.sha256}.metadata"
+    extracted = proxy.config.cache_dir / "files" / one.sha256[:2] / f"{one.sha256}.whl.metadata"
     response, _ = await proxy.get(f"/files/evicted-one/{one.sha256}/{one.filename}")
     assert response.code == 200
     await wait_until(extracted.exists, timeout=2, what=f"{extracted}")

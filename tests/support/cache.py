@@ -17,7 +17,7 @@ JSON = "application/vnd.pypi.simple.v1+json"
 
 def cached_files(cache_dir: Path) -> dict[str, bytes]:
     """Every file in the content-addressed store by name: the files (named by their sha256)
-    and the ``<sha256>.metadata`` sidecars beside them."""
+    and the ``<sha256>.*.metadata`` files beside them."""
     return {path.name: path.read_bytes() for path in (cache_dir / "files").glob("*/*") if path.is_file()}
 
 
