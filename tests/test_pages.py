@@ -11,6 +11,7 @@ import pytest
 import pytest_twisted
 
 from support.cache import add_private
+from support.fakeindex import days_ago
 
 from twisted.web.template import flattenString
 
@@ -334,3 +335,33 @@ async def test_the_landing_page_lists_the_guard_rules_in_force(memory, memory_in
 
     _, plain = await memory.proxy(memory_index.url).get("")
     assert "Guard rules" not in text_of(plain)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_project_page_shows_its_status_and_what_the_guard_holds_back(memory, memory_index, tmp_path, wheels):
+    block = tmp_path / "block.txt"
+    block.write_text("demo==1.1\n")
+    memory_index.add("demo", wheels.wheel("demo", "1.0"), upload_time=days_ago(30))
+    memory_index.add("demo", wheels.wheel("demo", "1.1"), upload_time=days_ago(20))
+    memory_index.add("demo", wheels.wheel("demo", "2.0"), upload_time=days_ago(1))
+    memory_index.set_status("demo", "deprecated", "use demo2 instead")
+    proxy = memory.proxy(memory_index.url, min_age=7 * 86400.0, block=block)
+
+    response, body = await proxy.get("project/demo/")
+    assert response.code == 200
+    html, text = body.decode(), text_of(body)
+    assert "This project is deprecated: use demo2 instead" in text
+    # Only what is offered is listed as a version; the rest is said with its reason.
+    assert re.findall(r'<section class="version" id="v([^"]+)"', html) == ["1.0"]
+    withheld = text.split("Not offered here")[1]
+    assert "demo-2.0-py3-none-any.whl held back" in withheld and "--min-age 7d" in withheld
+    assert "demo-1.1-py3-none-any.whl blocked" in withheld and "demo==1.1" in withheld
+
+    memory_index.add("sus", wheels.wheel("sus", "1.0"))
+    memory_index.set_status("sus", "quarantined", "malware reported")
+    response, body = await proxy.get("project/sus/")
+    text = text_of(body)
+    assert response.code == 200
+    assert "This project is quarantined: malware reported" in text
+    assert "No file of this project is served here" in text
+    assert '<section class="version"' not in body.decode()

@@ -97,6 +97,10 @@ class Shown:
     metadata: CoreMetadata | None
     metadata_version: str | None
     description: Tag | None
+    status: str | None = None  # PEP 792, as the index said it (None: active)
+    status_reason: str | None = None
+    closed: str | None = None  # why no file is served at all (a quarantine)
+    withheld: tuple[tuple[str, int, str], ...] = ()  # (file name, status, reason) the guard holds back
     csrf: str | None = None  # set when the one logged in may yank and unyank here
 
     @property
@@ -213,6 +217,32 @@ class ProjectElement(Element):
             install=shown.install,
             count=f"{count} version{'s' if count != 1 else ''}, newest first" if count else "No files.",
         )
+
+    @renderer
+    def status(self, request: IRequest, tag: Tag) -> Tag | str:
+        """PEP 792: archived, deprecated or quarantined, and why, as the index says."""
+        shown = self._shown
+        if not shown.status or shown.status == "active":
+            return ""
+        said = f"This project is {shown.status}"
+        return tag(said + (f": {shown.status_reason}" if shown.status_reason else "."),
+                   class_=f"status status-{shown.status if shown.status in ('archived', 'deprecated', 'quarantined') else 'other'}")
+
+    @renderer
+    def closed(self, request: IRequest, tag: Tag) -> Tag | str:
+        return tag.fillSlots(reason=self._shown.closed) if self._shown.closed else ""
+
+    @renderer
+    def withheld(self, request: IRequest, tag: Tag) -> Tag | str:
+        """Files the supply-chain guard holds back or blocks here, each with its reason."""
+        if not self._shown.withheld:
+            return ""
+        rows = tags.tbody()
+        for filename, status, reason in self._shown.withheld:
+            rows(tags.tr(tags.td(filename, class_="filename"),
+                         _cell("Answer", "blocked" if status == 403 else "held back"),
+                         _cell("Why", reason)))
+        return tag.fillSlots(rows=rows)
 
     @renderer
     def summary(self, request: IRequest, tag: Tag) -> Tag | str:
@@ -341,6 +371,12 @@ class ProjectPage(Resource):
             metadata=metadata,
             metadata_version=version,
             description=description,
+            status=cached.page.status,
+            status_reason=cached.page.status_reason,
+            closed=cached.closed,
+            withheld=tuple(
+                (filename, held.status, held.reason) for filename, held in sorted(cached.withheld.items())
+            ),
         )
 
     async def _metadata(self, versions: list[VersionGroup]) -> tuple[CoreMetadata | None, str | None]:
