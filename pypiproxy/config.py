@@ -11,6 +11,8 @@ from typing import Iterable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 DEFAULT_LISTEN = "tcp:3141:interface=127.0.0.1"
+# The largest index page read from an upstream, compressed or decoded (--max-page-size).
+DEFAULT_MAX_PAGE_SIZE = 64 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -156,3 +158,4 @@ class Config:
     allow_only: Path | None = None
     groups: Path | None = None
     private_namespaces: tuple[str, ...] = ()
+    max_page_size: int = DEFAULT_MAX_PAGE_SIZE

@@ -53,6 +53,7 @@ class Options(usage.Options):
         ["auth", None, "upload", "With --htpasswd, what needs a login: upload or all."],
         ["max-cache-size", None, None, "Evict least-recently-used upstream files above SIZE (500M, 20G)."],
         ["max-upload-size", None, "1G", "Largest accepted upload (K/M/G/T are powers of 1024)."],
+        ["max-page-size", None, "64M", "Largest upstream index page accepted, compressed or decoded (SIZE)."],
         ["access-log", None, None, "Write the access log (combined format) to FILE instead of the server log."],
         ["min-age", None, None, "Hold back upstream files uploaded less than DURATION ago (7d, 36h)."],
         ["block", None, None, "Never offer nor serve upstream files matching these requirements (a file)."],
@@ -142,6 +143,9 @@ class Options(usage.Options):
             raise ValueError("--min-age-exempt needs --min-age DURATION (what it exempts from)")
         block = self["block"] and _rules_file("--block", self["block"], parse_block)
         allow_only = self["allow-only"] and _rules_file("--allow-only", self["allow-only"], parse_allow)
+        max_page_size = parse_size(self["max-page-size"], "--max-page-size")
+        if max_page_size < 1024:
+            raise ValueError(f"--max-page-size: too small to hold an index page: {self['max-page-size']!r}")
         return Config(
             listen=listen,
             upstreams=() if no_upstream else upstreams,
@@ -156,6 +160,7 @@ class Options(usage.Options):
             allow_from=tuple(allow_from),
             max_cache_size=parse_size(max_cache) if max_cache else None,
             max_upload_size=parse_size(self["max-upload-size"], "--max-upload-size"),
+            max_page_size=max_page_size,
             access_log=self["access-log"] and _readable_file("--access-log", self["access-log"], mode="a"),
             min_age=parse_duration(min_age, "--min-age") if min_age else None,
             min_age_exempt=tuple(self["min-age-exempt"]),

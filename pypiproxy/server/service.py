@@ -76,6 +76,7 @@ def build_site(
         client = UpstreamClient(
             reactor, config.upstreams, config.upstream_timeout, config.upstream_ca, agent=upstream_agent,
             guard=connect_guard or ConnectGuard(config.upstreams),
+            max_page_size=config.max_page_size,
         )
     cache_dir = config.cache_dir
     store = FileStore(cache_dir)

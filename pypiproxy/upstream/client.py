@@ -1,4 +1,4 @@
-"""The one upstream HTTP client: treq pool, TLS policy, credentials, timeouts, fetch logs."""
+"""The one upstream HTTP client: connection pool, TLS policy, credentials, timeouts, fetch logs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import treq
 from hyperlink import EncodedURL  # Twisted's and treq's own URL library
 from twisted.internet import defer, error as ierror
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -19,25 +18,15 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
-from ..config import UpstreamIndex, origin_of, redact
+from ..config import DEFAULT_MAX_PAGE_SIZE, UpstreamIndex, origin_of, redact
+from .bounded import BoundedDecoder, PageTooLarge
 from .endpoints import LargeReadEndpoints, trust_root
 from .guard import ConnectGuard, NoDowngradeRedirects
+from .errors import UpstreamError, UpstreamTimeout
 
 log = Logger()
 
 PAGE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-
-
-class UpstreamError(Exception):
-    """The upstream could not be reached or failed; clients get a 502."""
-
-    status = 502
-
-
-class UpstreamTimeout(UpstreamError):
-    """The upstream did not connect or answer in time; clients get a 504."""
-
-    status = 504
 
 
 @dataclass
@@ -51,6 +40,7 @@ class UpstreamResponse:
     _client: "UpstreamClient"
     _started: float
     _reader: "_BodyReader | None" = None
+    _page_limit: int | None = None  # an index page: decoded and capped while read
 
     def header(self, name: str) -> str | None:
         values = self.headers.getRawHeaders(name.encode("ascii"))
@@ -163,8 +153,10 @@ class UpstreamClient:
         ca_file: Path | None = None,
         agent: IAgent | None = None,
         guard: ConnectGuard | None = None,
+        max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
     ) -> None:
         self._reactor = reactor
+        self._max_page_size = max_page_size
         self._timeout = timeout
         self._credentials = {
             u.origin: _basic(u.username, u.password or "") for u in upstreams if u.username
@@ -177,9 +169,8 @@ class UpstreamClient:
             policy = webclient.BrowserLikePolicyForHTTPS(trustRoot=trust)
             endpoints = LargeReadEndpoints(reactor, policy, timeout, guard or ConnectGuard(upstreams))
             agent = webclient.Agent.usingEndpointFactory(reactor, endpoints, pool=self._pool)
-        # Pages through treq, which asks for gzip and decodes it; files as they are. Both
+        # Files byte for byte; pages decoded by us (BoundedDecoder), under a size cap. Both
         # follow redirects as browsers do, never from https to http.
-        self._http = treq.client.HTTPClient(NoDowngradeRedirects(agent))
         self._as_is = NoDowngradeRedirects(agent)
 
     async def get(
@@ -197,11 +188,13 @@ class UpstreamClient:
             ),
         )
 
-    async def get_page(
+    async def open_page(
         self, url: str, etag: str | None = None, last_modified: str | None = None
-    ) -> tuple[UpstreamResponse, bytes]:
-        """Fetch an index page (gzip welcome), conditionally when we hold validators."""
-        headers = {"Accept": PAGE_ACCEPT}
+    ) -> UpstreamResponse:
+        """Ask for an index page (gzip welcome), conditionally when we hold validators; fires
+        once the headers are in. Its body, read with ``stream``/``content``, comes decoded and
+        capped at ``max_page_size`` (compressed and decoded) while it is read."""
+        headers = {"Accept": PAGE_ACCEPT, "Accept-Encoding": "gzip"}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
@@ -209,12 +202,21 @@ class UpstreamClient:
         sent = self._headers(url, headers)
         response = await self._send(
             url,
-            lambda: self._http.request(
-                "GET", url, headers=sent, unbuffered=True, allow_redirects=False
-            ),
+            lambda: self._as_is.request(b"GET", EncodedURL.from_text(url).to_uri().to_text().encode("ascii"), sent),
         )
-        body = await response.content()
-        return response, body
+        response._page_limit = self._max_page_size
+        if response.length is not None and response.length > self._max_page_size:
+            response.abort()
+            self._log_fetch(response.url, f"{response.code}+too-large", 0, response._started)
+            raise PageTooLarge(f"{redact(url)}: {response.length} bytes, over --max-page-size")
+        return response
+
+    async def get_page(
+        self, url: str, etag: str | None = None, last_modified: str | None = None
+    ) -> tuple[UpstreamResponse, bytes]:
+        """An index page and its whole (decoded, capped) body."""
+        response = await self.open_page(url, etag, last_modified)
+        return response, await response.content()
 
     def _headers(self, url: str, headers: dict[str, str] | None) -> Headers:
         sent = Headers({"User-Agent": ["pypiproxy"]})
@@ -272,11 +274,27 @@ class UpstreamClient:
         return defer.CancelledError()
 
     def _read_body(self, response: UpstreamResponse, write: Callable[[bytes], None]) -> defer.Deferred[int]:
+        decoder = None
+        if response._page_limit is not None:
+            try:
+                decoder = BoundedDecoder(response.header("Content-Encoding"), response._page_limit, write)
+            except UpstreamError:
+                response._response.deliverBody(_Discard())
+                self._log_fetch(response.url, f"{response.code}+unreadable", 0, response._started)
+                return defer.fail()
+            write = decoder
         reader = response._reader = _BodyReader(write, self._timeout, self._reactor)
         response._response.deliverBody(reader)
 
         def done(result: int | Failure) -> int | Failure:
+            if decoder is not None and not isinstance(result, Failure):
+                try:
+                    decoder.finish()
+                except UpstreamError:
+                    result = Failure()
             status = response.code if not isinstance(result, Failure) else f"{response.code}+broken"
+            if isinstance(result, Failure) and result.check(PageTooLarge):
+                status = f"{response.code}+too-large"
             self._log_fetch(response.url, status, reader.received, response._started)
             return result
 
