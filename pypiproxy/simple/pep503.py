@@ -3,50 +3,13 @@
 from __future__ import annotations
 
 import html
-from html.parser import HTMLParser
 from typing import Iterable
 from urllib.parse import quote, urldefrag, urljoin
 
 from packaging.utils import canonicalize_name
 
+from .anchors import scan_anchors
 from .model import API_VERSION, FileEntry, FileURL, ProjectPage, split_hash
-
-
-class _AnchorCollector(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.anchors: list[tuple[dict[str, str | None], str]] = []
-        self.base: str | None = None
-        self.meta: dict[str, str] = {}  # <meta name=... content=...>, the first of each name
-        self._open: dict[str, str | None] | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "base" and self.base is None:
-            self.base = dict(attrs).get("href")
-        elif tag == "a":
-            self._open = dict(attrs)
-            self._text = []
-        elif tag == "meta":
-            found = dict(attrs)
-            if found.get("name") and found.get("content") is not None:
-                self.meta.setdefault(found["name"].lower(), found["content"] or "")
-
-    def handle_data(self, data: str) -> None:
-        if self._open is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open is not None:
-            self.anchors.append((self._open, "".join(self._text).strip()))
-            self._open = None
-
-
-def _anchors(body: bytes) -> _AnchorCollector:
-    collector = _AnchorCollector()
-    collector.feed(body.decode("utf-8", "replace"))
-    collector.close()
-    return collector
 
 
 def _metadata_attr(value: str | None) -> tuple[bool, dict[str, str]]:
@@ -58,10 +21,10 @@ def _metadata_attr(value: str | None) -> tuple[bool, dict[str, str]]:
 
 def parse_project_html(body: bytes, page_url: str, name: str) -> ProjectPage:
     """Read a PEP 503 project page; relative URLs are resolved against ``page_url``."""
-    collector = _anchors(body)
-    base = urljoin(page_url, collector.base) if collector.base else page_url
+    anchors, scanner = scan_anchors(body)
+    base = urljoin(page_url, scanner.base) if scanner.base else page_url
     files = []
-    for attrs, text in collector.anchors:
+    for attrs, text in anchors:
         href = attrs.get("href")
         if not href:
             continue
@@ -85,7 +48,7 @@ def parse_project_html(body: bytes, page_url: str, name: str) -> ProjectPage:
                 provenance=attrs.get("data-provenance") or None,
             )
         )
-    meta = collector.meta
+    meta = scanner.meta
     return ProjectPage(
         name=canonicalize_name(name),
         files=tuple(files),
@@ -97,7 +60,7 @@ def parse_project_html(body: bytes, page_url: str, name: str) -> ProjectPage:
 
 
 def parse_project_list_html(body: bytes) -> list[str]:
-    return [text for _attrs, text in _anchors(body).anchors if text]
+    return [text for _attrs, text in scan_anchors(body)[0] if text]
 
 
 def render_project_html(page: ProjectPage, file_url: FileURL) -> bytes:
