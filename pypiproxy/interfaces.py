@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
+from twisted.internet import defer
 from zope.interface import Attribute, Interface
+
+# How blocking work is run beside the reactor: ``threads.deferToThread``, or inline in tests.
+# Every layer takes one as a parameter; the service passes the same one down.
+ToThread = Callable[..., defer.Deferred]
 
 
 class ISourceObserver(Interface):

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..interfaces import IFileSource, ISourceObserver
+from ..interfaces import IFileSource, ISourceObserver, ToThread
 from ..simple import FileEntry
 from ..simple.hashes import known, mismatch
 from ..stats import Stats
@@ -33,7 +33,6 @@ MAX_BACKLOG = 8 * 1024 * 1024
 # Bytes of a download held back from clients until its hash is known to be right.
 HOLDBACK = 1
 
-ToThread = Callable[..., defer.Deferred]
 
 
 class HashMismatch(UpstreamError):

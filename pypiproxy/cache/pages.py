@@ -86,10 +86,8 @@ class CachedPage:
         """The page's bodies, each entry passed through ``decorate`` first; rendered anew
         when ``generation`` (what ``decorate`` knows) changes."""
         if self._rendered is None or self._rendered[0] != generation:
-            page = self.page
-            if decorate is not None:
-                page = page.with_files(map(decorate, page.files))
-            self._rendered = (generation, render_page(page, file_url))
+            # Cheap: the decorating and rendering happen when a form is first asked for.
+            self._rendered = (generation, render_page(self.page, file_url, decorate))
         return self._rendered[1]
 
     def to_storage(self) -> dict[str, Any]:
@@ -179,7 +177,7 @@ class PageCache:
         cached = self._memory.get(name)
         if cached is None or not self._fresh(cached, now):
             # Another process sharing the cache dir may have refreshed it meanwhile.
-            cached = self._load(name) or cached
+            cached = await self._load(name) or cached
         if cached is not None and (self._fresh(cached, now) or not self._upstreams):
             self._memory.move_to_end(name)
             return cached
@@ -193,7 +191,7 @@ class PageCache:
 
     async def cached(self, name: str) -> CachedPage | None:
         """What we hold for a project, however old, without asking anyone."""
-        return self._memory.get(name) or self._load(name)
+        return self._memory.get(name) or await self._load(name)
 
     def private_names(self) -> tuple[str, ...]:
         return ()
@@ -224,6 +222,7 @@ class PageCache:
                     name,
                     etag=conditional.etag if conditional else None,
                     last_modified=conditional.last_modified if conditional else None,
+                    to_thread=self._to_thread,
                 )
             except ProjectMissing:
                 continue
@@ -266,20 +265,27 @@ class PageCache:
     def _path(self, name: str) -> Path:
         return self._directory / f"{name}.json"
 
-    def _load(self, name: str) -> CachedPage | None:
-        path = self._path(name)
+    async def _load(self, name: str) -> CachedPage | None:
+        """The stored page, read and parsed in a thread (a page may hold thousands of files)."""
+        cached = await self._to_thread(self._read, self._path(name))
+        if cached is not None:
+            self._remember(name, cached)
+        return cached
+
+    @staticmethod
+    def _read(path: Path) -> CachedPage | None:  # in a thread
         try:
-            cached = CachedPage.from_storage(json.loads(path.read_bytes()))
+            return CachedPage.from_storage(json.loads(path.read_bytes()))
         except (OSError, ValueError, KeyError, TypeError):  # IndexFormatError is a ValueError
             return None
-        self._remember(name, cached)
-        return cached
+
+    def _write(self, path: Path, cached: CachedPage) -> None:  # in a thread
+        self._store.write(path, json.dumps(cached.to_storage(), separators=(",", ":")).encode())
 
     async def _save(self, name: str, cached: CachedPage) -> None:
         self._remember(name, cached)
-        data = json.dumps(cached.to_storage(), separators=(",", ":")).encode()
         try:
-            await self._to_thread(self._store.write, self._path(name), data)
+            await self._to_thread(self._write, self._path(name), cached)
         except OSError as e:
             # A full disk must not stop us answering: the page is served from memory.
             log.warn("could not store the page of {project}: {error}", project=name, error=str(e))

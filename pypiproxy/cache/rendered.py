@@ -26,7 +26,12 @@ class RenderedPage:
         self._render = render
         self._forms: dict[tuple[str, bool], Representation] = {}
 
+    def ready(self, fmt: str, gzipped: bool) -> Representation | None:
+        """The form if it is built already (no work), else None."""
+        return self._forms.get((fmt, gzipped))
+
     def get(self, fmt: str, gzipped: bool) -> Representation:
+        """The form, built now if need be (for a big page: call it in a thread)."""
         key = (fmt, gzipped)
         form = self._forms.get(key)
         if form is None:
@@ -42,11 +47,18 @@ class RenderedPage:
         return form
 
 
-def render_page(page: simple.ProjectPage, file_url: simple.FileURL) -> RenderedPage:
+def render_page(
+    page: simple.ProjectPage,
+    file_url: simple.FileURL,
+    decorate: Callable[[simple.FileEntry], simple.FileEntry] | None = None,
+) -> RenderedPage:
+    """A page's forms; each entry passed through ``decorate`` first (when a form is built)."""
+
     def render(fmt: str) -> bytes:
+        shown = page if decorate is None else page.with_files(map(decorate, page.files))
         if fmt == "json":
-            return simple.render_project_json(page, file_url)
-        return simple.render_project_html(page, file_url)
+            return simple.render_project_json(shown, file_url)
+        return simple.render_project_html(shown, file_url)
 
     return RenderedPage(render)
 

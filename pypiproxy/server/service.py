@@ -19,7 +19,7 @@ from ..private import PrivateFiles, PrivatePages, PrivateStore, Team, UploadRule
 from ..stats import Stats
 from ..upstream import ConnectGuard, UpstreamClient
 from ..web import Components, Root, SiteRequest, TeamActions, TokenService, Upload, site_for
-from ..web.http import ToThread
+from ..interfaces import ToThread
 from .options import Options
 
 __all__ = ["Options", "build_site", "makeService"]

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet import defer
 
 from twisted.logger import Logger
 
 from ..config import redact
+from ..interfaces import ToThread
 from ..simple import IndexFormatError, ProjectPage, parse_project, parse_project_list
 from ..simple.checks import checked_names, checked_page
 from .client import UpstreamClient, UpstreamError
 
 log = Logger()
+
+
+# Pages above this size are parsed in a thread: the reactor keeps answering meanwhile.
+INLINE_PARSE_LIMIT = 32 * 1024
+
+def _inline(function: Callable[..., Any], *args: Any) -> "defer.Deferred[Any]":
+    return defer.maybeDeferred(function, *args)
 
 
 class ProjectMissing(Exception):
@@ -46,9 +57,11 @@ async def fetch_project(
     name: str,
     etag: str | None = None,
     last_modified: str | None = None,
+    to_thread: ToThread = _inline,
 ) -> FetchedPage:
     """The page of a normalised project name on the index at ``index_url`` (conditionally,
-    when validators are given). Raises ProjectMissing, or an UpstreamError."""
+    when validators are given), parsed in ``to_thread`` when it is big. Raises
+    ProjectMissing, or an UpstreamError."""
     url = f"{index_url}{name}/"
     response, body = await client.get_page(url, etag=etag, last_modified=last_modified)
     if response.code in (404, 410):
@@ -57,8 +70,9 @@ async def fetch_project(
         return FetchedPage(None, response.url, etag, last_modified)
     if response.code != 200:
         raise UpstreamStatus(f"{redact(url)} answered {response.code}", response.code)
+    parse = to_thread if len(body) > INLINE_PARSE_LIMIT else _inline
     try:
-        page = parse_project(body, response.header("Content-Type") or "", response.url, name)
+        page = await parse(parse_project, body, response.header("Content-Type") or "", response.url, name)
     except IndexFormatError as e:
         raise BadIndexPage(f"{redact(url)}: {e}") from None
     page, dropped = checked_page(page)

@@ -9,10 +9,9 @@ from twisted.internet.interfaces import IReactorTime
 
 from .. import simple
 from ..cache import cache_key
-from ..interfaces import IFiles, IProjectPages
+from ..interfaces import IFiles, IProjectPages, ToThread
 from ..private import Audit, PrivateStore, UploadRules
 from ..stats import Stats
-from .http import ToThread
 from .tokens import TokenService
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Coroutine
+from typing import Any, Coroutine
 from urllib.parse import urlsplit
 
 from twisted.internet import defer
@@ -18,8 +18,6 @@ from .errors import error_page
 
 log = Logger()
 
-# How blocking work is run beside the reactor (``threads.deferToThread``, or inline in tests).
-ToThread = Callable[..., defer.Deferred]
 
 
 def render_async(request: Request, coroutine: Coroutine[Any, Any, IResource | bytes | None]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
@@ -11,7 +12,7 @@ from twisted.web.server import Request
 
 from .. import simple
 from ..simple.checks import MAX_NAME
-from ..cache import CachedPage, ProjectNotFound, RenderedPage, cache_key, render_names
+from ..cache import CachedPage, ProjectNotFound, RenderedPage, Representation, cache_key, render_names
 from ..upstream import UpstreamError
 from .components import Components
 from .errors import error_page, not_found
@@ -32,8 +33,22 @@ def file_url(project: str):
     return url
 
 
-def serve_index(request: Request, rendered: RenderedPage, cache_control: str) -> IResource | bytes:
-    """Answer with the negotiated form of a pre-rendered page."""
+# Pages with more files than this are rendered (and gzipped) in a thread, the first time
+# each form is asked for; smaller ones are quicker to render than to hand over.
+INLINE_RENDER_FILES = 200
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """The form of a page a request asked for."""
+
+    fmt: str  # "html" or "json"
+    content_type: str
+    gzipped: bool
+
+
+def negotiate_index(request: Request) -> Negotiated | IResource:
+    """The form a request asks for (``Accept``, ``?format=``, ``Accept-Encoding``), or a 406."""
     # The query's "+" arrives as a space ("v1+json" unescaped, as people type it).
     format_param = request.args.get(b"format", [b""])[0].decode("latin-1").replace(" ", "+")
     accept = request.getHeader(b"accept")
@@ -44,23 +59,36 @@ def serve_index(request: Request, rendered: RenderedPage, cache_control: str) ->
                           "application/vnd.pypi.simple.v1+html, text/html")
     fmt, content_type = chosen
     gzipped = simple.accepts_gzip((request.getHeader(b"accept-encoding") or b"").decode("latin-1"))
-    form = rendered.get(fmt, gzipped)
-    request.setHeader(b"content-type", content_type.encode() + (b"; charset=utf-8" if fmt == "html" else b""))
+    return Negotiated(fmt, content_type, gzipped)
+
+
+def send_form(request: Request, wanted: Negotiated, form: Representation, cache_control: str) -> bytes:
+    """Answer with one pre-rendered form of a page: headers, then its body (or a 304)."""
+    suffix = b"; charset=utf-8" if wanted.fmt == "html" else b""
+    request.setHeader(b"content-type", wanted.content_type.encode() + suffix)
     request.setHeader(b"x-content-type-options", b"nosniff")
-    if fmt == "html":
+    if wanted.fmt == "html":
         request.setHeader(b"content-security-policy", HTML_POLICY)
     request.setHeader(b"etag", form.etag.encode())
     if request.getHeader(b"authorization") is not None:
         # Seen through a login: "public" would let a shared cache in front hand it to anyone.
         cache_control = cache_control.replace("public", "private")
     request.setHeader(b"cache-control", cache_control.encode())
-    if gzipped:
+    if wanted.gzipped:
         request.setHeader(b"content-encoding", b"gzip")
     if etag_matches(request.getHeader(b"if-none-match"), form.etag):
         request.setResponseCode(NOT_MODIFIED)
         return b""
     request.setHeader(b"content-length", b"%d" % len(form.body))
     return form.body
+
+
+def serve_index(request: Request, rendered: RenderedPage, cache_control: str) -> IResource | bytes:
+    """Answer with the negotiated form of a pre-rendered page (built now if need be)."""
+    wanted = negotiate_index(request)
+    if not isinstance(wanted, Negotiated):
+        return wanted
+    return send_form(request, wanted, rendered.get(wanted.fmt, wanted.gzipped), cache_control)
 
 
 class ProjectList(Resource):
@@ -119,24 +147,45 @@ class ProjectPage(Resource):
             query = request.uri.partition(b"?")[2]
             return redirect(request, target.encode() + (b"?" + query if query else b""))
         self._components.stats.incr("page_requests")
+        wanted = negotiate_index(request)
+        if not isinstance(wanted, Negotiated):
+            return wanted.render(request)
         cached = self._components.pages.fresh(normalised)
         if cached is not None:
-            answer = self._serve(request, normalised, cached)
-            return answer if isinstance(answer, bytes) else answer.render(request)
-        return render_async(request, self._answer(request, normalised))
+            # The warm path: a form already built (or quick to build) is answered at once.
+            rendered = self._rendered(normalised, cached)
+            form = rendered.ready(wanted.fmt, wanted.gzipped)
+            if form is None and len(cached.page.files) <= INLINE_RENDER_FILES:
+                form = rendered.get(wanted.fmt, wanted.gzipped)
+            if form is not None:
+                return send_form(request, wanted, form, self._cache_control)
+        return render_async(request, self._answer(request, normalised, wanted, cached))
 
-    async def _answer(self, request: Request, name: str) -> IResource | bytes:
-        try:
-            cached = await self._components.pages.project(name)
-        except ProjectNotFound as e:
-            return not_found(e.reason or f"no project named {name!r}")
-        except UpstreamError as e:
-            return upstream_error(e)
-        return self._serve(request, name, cached)
+    async def _answer(
+        self, request: Request, name: str, wanted: Negotiated, cached: CachedPage | None
+    ) -> IResource | bytes:
+        if cached is None:
+            try:
+                cached = await self._components.pages.project(name)
+            except ProjectNotFound as e:
+                return not_found(e.reason or f"no project named {name!r}")
+            except UpstreamError as e:
+                return upstream_error(e)
+        rendered = self._rendered(name, cached)
+        form = rendered.ready(wanted.fmt, wanted.gzipped)
+        if form is None:
+            if len(cached.page.files) > INLINE_RENDER_FILES:
+                form = await self._components.to_thread(rendered.get, wanted.fmt, wanted.gzipped)
+            else:
+                form = rendered.get(wanted.fmt, wanted.gzipped)
+        return send_form(request, wanted, form, self._cache_control)
 
-    def _serve(self, request: Request, name: str, cached: CachedPage) -> IResource | bytes:
+    @property
+    def _cache_control(self) -> str:
+        return f"public, max-age={int(self._components.ttl)}"
+
+    def _rendered(self, name: str, cached: CachedPage) -> RenderedPage:
         components = self._components
-        rendered = cached.rendered(
+        return cached.rendered(
             file_url(name), components.announce_local_metadata, components.files.metadata_generation
         )
-        return serve_index(request, rendered, f"public, max-age={int(components.ttl)}")

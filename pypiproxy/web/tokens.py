@@ -22,7 +22,8 @@ from ..config import parse_duration
 from ..private import Account, Audit, NoSuchToken, Token, TokenStore
 from ..simple import VALID_NAME
 from .errors import bad_request, error_page, forbidden
-from .http import ToThread, render_async
+from ..interfaces import ToThread
+from .http import render_async
 
 MAX_DESCRIPTION = 200
 

@@ -14,7 +14,8 @@ from ..private import Account, Audit, Distribution, PrivateStore, Refused, Uploa
 from ..simple import BadFilename, parse_filename
 from ..stats import Stats
 from .errors import bad_request, error_page
-from .http import ToThread, render_async
+from ..interfaces import ToThread
+from .http import render_async
 
 log = Logger()
 
