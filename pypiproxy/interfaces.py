@@ -65,9 +65,6 @@ class IProjectPages(Interface):
     def cached(name: str):  # type: ignore[no-untyped-def]
         """A coroutine: what is held for a project however old, without asking anyone, or None."""
 
-    def project_names():  # type: ignore[no-untyped-def]
-        """A coroutine: every project name there is, as a tuple (the same one while unchanged)."""
-
     def private_names() -> tuple[str, ...]:
         """The names served from the private store alone, sorted (none for a plain cache)."""
 

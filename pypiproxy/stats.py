@@ -21,6 +21,7 @@ COUNTERS = {
     "upstream_page_not_modified": "upstream revalidations answered 304",
     "upstream_errors": "upstream requests that failed (refused, timeout, 5xx, bad data)",
     "stale_pages_served": "cached index pages served because the upstream failed",
+    "stale_while_revalidate": "expired index pages answered at once while one background request revalidated them",
     "upstream_pauses": "times a download stopped reading its upstream for the disk to catch up",
     "hash_mismatches": "downloads refused because their hash did not match the index",
     "uploads": "files uploaded to the private store",

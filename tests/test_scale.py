@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 
 import pytest_twisted
@@ -81,7 +82,10 @@ class HealthSampler:
             started = time.monotonic()
             response, _ = await self._proxy.get("/+health")
             assert response.code == 200
-            self.slowest = max(self.slowest, time.monotonic() - started)
+            took = time.monotonic() - started
+            if took > 0.1:
+                print(f"slow /+health at {started:.2f}: {took:.3f}s")
+            self.slowest = max(self.slowest, took)
             self.samples += 1
             await deferLater(reactor, 0.02, lambda: None)
 
@@ -121,3 +125,129 @@ async def test_a_5000_file_page_is_fetched_parsed_and_rendered_beside_the_reacto
     print(f"slowest /+health {slowest:.3f}s of {sampler.samples}")
     assert sampler.samples >= 5
     assert slowest < STALL_BOUND, f"/+health took {slowest:.3f}s while a big page was processed"
+
+
+LIST_SIZE = 750_000
+
+
+def write_list(folder, count: int) -> set[str]:
+    """A PEP 503 project list of ``count`` generated names, as a public index writes it;
+    the normalised names it holds."""
+    folder.mkdir(parents=True)
+    with open(folder / "index.html", "w") as out:
+        out.write('<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="1.1">\n'
+                  "    <title>Simple index</title>\n  </head>\n  <body>\n")
+        for i in range(count):
+            name = f"Proj_{i:x}.Lib" if i % 3 else f"p{i}"
+            out.write(f'    <a href="/simple/{name.lower()}/">{name}</a>\n')
+        out.write("  </body>\n</html>\n")
+    return {f"proj-{i:x}-lib" if i % 3 else f"p{i}" for i in range(count)}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_750000_name_list_is_streamed_without_stalling_and_merged_with_private_names(
+    make_proxy, tmp_path, wheels
+):
+    from twisted.web.static import File
+
+    from pypiproxy.private import PrivateStore
+    from pypiproxy.private.validation import check_distribution
+
+    expected = write_list(tmp_path / "upstream" / "simple", LIST_SIZE)
+    site = Site(File(str(tmp_path / "upstream")))
+    site.noisy = False
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        cache_dir = tmp_path / "proxy"
+        store = PrivateStore(cache_dir / "private", lambda name: tmp_path / f"{name}.part")
+        for name in ("zz-private-one", "aaa-private-two"):
+            built = wheels.wheel(name, "1.0")
+            temporary = store.temporary(built.filename)
+            temporary.write_bytes(built.data)
+            store.add(temporary, check_distribution(temporary, built.filename))
+        upstream = f"http://127.0.0.1:{port.getHost().port}/simple/"
+        proxy = await make_proxy(upstream, cache_dir=cache_dir, upstream_timeout=60.0)
+        sampler = HealthSampler(proxy)
+        await deferLater(reactor, 0.1, lambda: None)
+        response, body = await proxy.get("/simple/")  # cold: fetched, sorted, rendered
+        assert response.code == 200
+        etag = response.headers.getRawHeaders("etag")[0]
+        response, gzipped = await proxy.get("/simple/", {"Accept": JSON, "Accept-Encoding": "gzip"})
+        slowest = await sampler.stop()
+        print(f"slowest /+health {slowest:.3f}s of {sampler.samples}")
+        assert slowest < STALL_BOUND, f"/+health took {slowest:.3f}s while the project list was fetched"
+
+        listed = [name.decode() for name in re.findall(rb'<a href="([^"/]+)/">', body)]
+        assert listed == sorted(expected | {"zz-private-one", "aaa-private-two"})
+        assert [p["name"] for p in json.loads(gzip.decompress(gzipped))["projects"]] == listed
+        assert (cache_dir / "pages" / "+simple" / "names.txt").read_text().split() == listed
+        # The ETag is the body's: a client holding it gets a 304, with no body sent.
+        response, again = await proxy.get("/simple/", {"If-None-Match": etag})
+        assert (response.code, again) == (304, b"")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_expired_page_is_answered_at_once_and_one_background_request_refreshes_it(
+    make_proxy, fake_index, wheels
+):
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    proxy = await make_proxy(fake_index.url, index_ttl=0.0)
+    response, body = await proxy.get("/simple/demo/", {"Accept": JSON})
+    assert len(json.loads(body)["files"]) == 1
+    fake_index.page_delay = 2.0  # a slow link from now on
+    fake_index.add("demo", wheels.wheel("demo", "2.0"))
+    before = fake_index.count("/simple/demo/")
+
+    started = time.monotonic()
+    answers = await defer.gatherResults([
+        defer.ensureDeferred(proxy.get("/simple/demo/", {"Accept": JSON})) for _ in range(5)
+    ])
+    assert time.monotonic() - started < 1.0, "an expired page must not wait for the upstream"
+    assert all(len(json.loads(body)["files"]) == 1 for _, body in answers)
+    assert proxy.stats["stale_while_revalidate"] == 5
+    await deferLater(reactor, 0.2, lambda: None)
+    assert fake_index.count("/simple/demo/") == before + 1, "the clients share one revalidation"
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        _, body = await proxy.get("/simple/demo/", {"Accept": JSON})
+        if len(json.loads(body)["files"]) == 2:
+            break
+        await deferLater(reactor, 0.1, lambda: None)
+    assert len(json.loads(body)["files"]) == 2, "the revalidated page is served after it"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_expired_list_is_answered_at_once_and_a_failing_upstream_keeps_it(make_proxy, pages_upstream):
+    def listing(*names: str) -> None:
+        pages_upstream.bodies[b"/simple/"] = ("".join(f'<a href="{n}/">{n}</a>' for n in names).encode(), "text/html")
+
+    listing("one", "two")
+    proxy = await make_proxy(pages_upstream.url, index_ttl=0.0)
+    _, body = await proxy.get("/simple/", {"Accept": JSON})
+    assert [p["name"] for p in json.loads(body)["projects"]] == ["one", "two"]
+
+    del pages_upstream.bodies[b"/simple/"]  # now a 404: a failing upstream
+    _, body = await proxy.get("/simple/", {"Accept": JSON})
+    assert [p["name"] for p in json.loads(body)["projects"]] == ["one", "two"]
+    deadline = time.monotonic() + 10
+    while proxy.stats["upstream_errors"] < 1 and time.monotonic() < deadline:
+        await deferLater(reactor, 0.05, lambda: None)
+    assert proxy.stats["upstream_errors"] == 1
+    _, body = await proxy.get("/simple/", {"Accept": JSON})
+    assert [p["name"] for p in json.loads(body)["projects"]] == ["one", "two"]
+
+    listing("three", "One")
+    await deferLater(reactor, 0.1, lambda: None)
+    deadline = time.monotonic() + 40  # after the retry backoff (30 s, or the TTL) at the latest
+    names: list = []
+    while time.monotonic() < deadline:
+        _, body = await proxy.get("/simple/", {"Accept": JSON})
+        names = [p["name"] for p in json.loads(body)["projects"]]
+        if names != ["one", "two"]:
+            break
+        await deferLater(reactor, 0.1, lambda: None)
+    assert names == ["one", "three"]
+    assert proxy.stats["stale_while_revalidate"] >= 2

@@ -12,13 +12,14 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .. import simple
 from ..config import UpstreamIndex
 from ..interfaces import IProjectPages
 from ..stats import Stats
-from ..upstream import ProjectMissing, UpstreamClient, UpstreamError, fetch_project, fetch_project_list
+from ..upstream import ProjectMissing, UpstreamClient, UpstreamError, fetch_project
 from .download import ToThread
 from .rendered import RenderedPage, render_page
 from .store import FileStore
@@ -110,7 +111,7 @@ class CachedPage:
         )
 
 
-class _Coalescer:
+class Coalescer:
     """At most one run of an operation per key; everyone asking meanwhile shares its result."""
 
     def __init__(self) -> None:
@@ -156,30 +157,31 @@ class PageCache:
         self._stats = stats
         self._memory: OrderedDict[str, CachedPage] = OrderedDict()
         self._not_found: dict[str, float] = {}
-        self._fetches = _Coalescer()
-        # (fetched at, retry at, names)
-        self._root: tuple[float, float, tuple[str, ...]] | None = None
+        self._fetches = Coalescer()
         directory.mkdir(parents=True, exist_ok=True)
 
     # Project pages -------------------------------------------------------------------
 
     def fresh(self, name: str) -> CachedPage | None:
-        """The page if we hold it in memory and may serve it without asking: the warm path,
-        answered without a Deferred."""
+        """The page if we hold it in memory: the warm path, answered without a Deferred. An
+        expired one is answered too, while one background request revalidates it."""
         cached = self._memory.get(name)
-        if cached is not None and (not self._upstreams or self._fresh(cached, self._clock.seconds())):
-            return cached
-        return None
+        if cached is not None and self._upstreams and not self._fresh(cached, self._clock.seconds()):
+            self._revalidate(name, cached)
+        return cached
 
     async def project(self, name: str) -> CachedPage:
-        """The page for a normalised project name; raises ProjectNotFound or UpstreamError."""
+        """The page for a normalised project name; raises ProjectNotFound or UpstreamError.
+        Only a page we hold nothing of waits for the upstream."""
         now = self._clock.seconds()
         cached = self._memory.get(name)
         if cached is None or not self._fresh(cached, now):
             # Another process sharing the cache dir may have refreshed it meanwhile.
             cached = await self._load(name) or cached
-        if cached is not None and (self._fresh(cached, now) or not self._upstreams):
+        if cached is not None:
             self._memory.move_to_end(name)
+            if self._upstreams and not self._fresh(cached, now):
+                self._revalidate(name, cached)
             return cached
         if not self._upstreams:
             raise ProjectNotFound(name)
@@ -187,7 +189,18 @@ class PageCache:
             if self._not_found[name] > now:
                 raise ProjectNotFound(name)
             del self._not_found[name]
-        return await self._fetches.run(name, lambda: self._refresh(name, cached))
+        return await self._fetches.run(name, lambda: self._refresh(name, None))
+
+    def _revalidate(self, name: str, cached: CachedPage) -> None:
+        """Stale-while-revalidate: one background request per page, shared by every client
+        meanwhile; a failure keeps the page we have (``_refresh`` says so in the log)."""
+        self._stats.incr("stale_while_revalidate")
+        self._fetches.run(name, lambda: self._refresh(name, cached)).addErrback(self._revalidation_failed, name)
+
+    def _revalidation_failed(self, failure: Failure, name: str) -> None:
+        if failure.check(ProjectNotFound):
+            return  # gone upstream: forgotten, and the next request is a 404
+        log.failure("revalidating the page of {project} failed", failure, project=name)
 
     async def cached(self, name: str) -> CachedPage | None:
         """What we hold for a project, however old, without asking anyone."""
@@ -302,30 +315,3 @@ class PageCache:
             self._path(name).unlink()
         except FileNotFoundError:
             pass
-
-    # The project list ----------------------------------------------------------------
-
-    async def project_names(self) -> tuple[str, ...]:
-        """Every name the upstreams list (cached for the TTL; stale when they fail)."""
-        now = self._clock.seconds()
-        if self._root is not None and now < max(self._root[0] + self._ttl, self._root[1]):
-            return self._root[2]
-        if not self._upstreams:
-            return ()
-        return await self._fetches.run("/", lambda: self._refresh_names(now))
-
-    async def _refresh_names(self, now: float) -> tuple[str, ...]:
-        assert self._client is not None
-        names: dict[str, None] = {}
-        try:
-            for upstream in self._upstreams:
-                names.update(dict.fromkeys(await fetch_project_list(self._client, upstream.url)))
-        except UpstreamError:
-            self._stats.incr("upstream_errors")
-            if self._root is None:
-                raise
-            fetched, _, held = self._root
-            self._root = (fetched, now + min(self._ttl, RETRY_BACKOFF), held)
-            return held
-        self._root = (now, 0.0, tuple(names))
-        return self._root[2]

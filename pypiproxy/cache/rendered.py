@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 from .. import simple
 
@@ -59,14 +59,5 @@ def render_page(
         if fmt == "json":
             return simple.render_project_json(shown, file_url)
         return simple.render_project_html(shown, file_url)
-
-    return RenderedPage(render)
-
-
-def render_names(names: Sequence[str]) -> RenderedPage:
-    def render(fmt: str) -> bytes:
-        if fmt == "json":
-            return simple.render_project_list_json(names)
-        return simple.render_project_list_html(names)
 
     return RenderedPage(render)

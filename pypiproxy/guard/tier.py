@@ -87,7 +87,6 @@ class GuardedPages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
         self._to_thread = to_thread
         self._clearance = clearance
         self._guarded = clearance.pages
-        self._names: tuple[tuple[str, ...], frozenset[str] | None, tuple[str, ...]] | None = None
 
     def fresh(self, name: str) -> CachedPage | None:
         # Only what is already guarded: guarding a big page is no work for the warm path.
@@ -113,17 +112,6 @@ class GuardedPages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
             return None  # the caller asks project() next, which says why
         cached = await self._pages.cached(name)
         return None if cached is None else await self._offer(name, cached)
-
-    async def project_names(self) -> tuple[str, ...]:
-        """The upstreams' names, only those allowed (the same tuple while nothing changes)."""
-        names = await self._pages.project_names()
-        allow = self._guard.rules().allow
-        if allow is None:
-            return names
-        known = self._names
-        if known is None or known[0] is not names or known[1] is not allow:
-            known = self._names = (names, allow, tuple(n for n in names if n in allow))
-        return known[2]
 
     def _still(self, known: _Guarded, cached: CachedPage) -> bool:
         return (

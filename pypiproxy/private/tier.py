@@ -32,7 +32,6 @@ class PrivatePages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
         self._clock = clock
         self._namespaces = namespaces
         self._rendered: dict[str, tuple[tuple[StoredFile, ...], CachedPage]] = {}
-        self._merged: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
 
     def _private_page(self, name: str) -> CachedPage | None:
         if name not in self._private.names():
@@ -70,23 +69,6 @@ class PrivatePages(proxyForInterface(IProjectPages, "_pages")):  # type: ignore[
 
     def private_names(self) -> tuple[str, ...]:
         return self._private.names()
-
-    async def project_names(self) -> tuple[str, ...]:
-        """The upstreams' names and the private ones; the same tuple while nothing changes."""
-        private = self._private.names()
-        try:
-            upstream = await self._pages.project_names()
-        except UpstreamError as e:
-            if not private:
-                raise
-            log.warn("listing private projects only: {error}", error=str(e))
-            upstream = ()
-        merged = self._merged
-        if merged is None or merged[0] is not upstream or merged[1] != private:
-            public = [n for n in upstream if not in_namespace(self._namespaces, n)] if self._namespaces else upstream
-            names = tuple(sorted(set(public) | set(private))) if private or self._namespaces else upstream
-            merged = self._merged = (upstream, private, names)
-        return merged[2]
 
 
 class PrivateFiles(proxyForInterface(IFiles, "_files")):  # type: ignore[misc]

@@ -12,10 +12,10 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IAgent
 from twisted.web.server import Site
 
-from ..cache import FileCache, FileStore, LRUBudget, MetadataCache, PageCache
+from ..cache import FileCache, FileStore, LRUBudget, MetadataCache, PageCache, ProjectListCache
 from ..config import Config
 from ..guard import Clearance, Guard, GuardedFiles, GuardedPages
-from ..private import PrivateFiles, PrivatePages, PrivateStore, Team, UploadRules, upstream_serves
+from ..private import PrivateFiles, PrivatePages, PrivateStore, Team, UploadRules, in_namespace, upstream_serves
 from ..stats import Stats
 from ..upstream import ConnectGuard, UpstreamClient
 from ..web import Components, Root, SiteRequest, TeamActions, TokenService, Upload, site_for
@@ -97,6 +97,18 @@ def build_site(
     # Whether an upstream serves a name is asked of the upstream itself, unguarded: a name the
     # guard hides (--allow-only) is still somebody's public project.
     rules = UploadRules(private, team.owners, team.claims, config.private_namespaces, upstream_serves(page_cache))
+    project_list = ProjectListCache(
+        cache_dir / "pages" / "+simple",
+        client,
+        config.upstreams,
+        config.index_ttl,
+        reactor,
+        stats,
+        store,
+        to_thread,
+        extra_names=private.names,
+        listed=_listed(guard, config.private_namespaces),
+    )
     metadata = MetadataCache(store, stats, to_thread)
     budget = None
     if config.max_cache_size is not None:
@@ -109,6 +121,7 @@ def build_site(
             pages=pages, files=files, stats=stats, ttl=config.index_ttl, clock=reactor, to_thread=to_thread,
             upstreams=tuple(u.url for u in config.upstreams), census=store.census, guard_rules=guard.lines,
             team=TeamActions(private, rules, team.audit, tokens, logins=config.htpasswd is not None),
+            project_list=project_list,
         )
     )
     root.putChild(b"legacy", Upload(private, rules, team.audit, stats, to_thread))
@@ -138,6 +151,19 @@ def _password_pool(reactor: Any) -> ToThread:
     pool.start()
     reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
     return partial(threads.deferToThreadPool, reactor, pool)
+
+
+def _listed(guard: Guard, namespaces: tuple[str, ...]):
+    """Which upstream names the project list shows: those --allow-only allows, none in a
+    --private-namespace (those are private-only)."""
+
+    def listed():
+        allow = guard.rules().allow
+        if allow is None and not namespaces:
+            return None, None
+        return (allow, namespaces), lambda name: (allow is None or name in allow) and not in_namespace(namespaces, name)
+
+    return listed
 
 
 def makeService(options: Options, reactor: Any = None) -> service.IService:

@@ -8,7 +8,7 @@ from typing import Callable
 from twisted.internet.interfaces import IReactorTime
 
 from .. import simple
-from ..cache import cache_key
+from ..cache import ProjectListCache, cache_key
 from ..interfaces import IFiles, IProjectPages, ToThread
 from ..private import Audit, PrivateStore, UploadRules
 from ..stats import Stats
@@ -32,6 +32,7 @@ class Components:
     """What the resources answer from; built once by the service."""
 
     pages: IProjectPages
+    project_list: ProjectListCache  # the upstreams' names and the private ones, on disk
     files: IFiles
     stats: Stats
     ttl: float

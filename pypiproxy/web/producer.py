@@ -28,8 +28,16 @@ class FileProducer:
     stall_timeout = 300.0
 
     def __init__(
-        self, request: IRequest, source: IFileSource, start: int, end: int | None, stats: Stats, clock: IReactorTime
+        self,
+        request: IRequest,
+        source: IFileSource,
+        start: int,
+        end: int | None,
+        stats: Stats,
+        clock: IReactorTime,
+        counter: str | None = "bytes_served",  # the counter of bytes sent (files'; none for lists)
     ) -> None:
+        self._counter = counter
         self._clock = clock
         self._stall = None
         self._request = request
@@ -97,7 +105,8 @@ class FileProducer:
                 self._abort()
                 return
             self._offset += len(data)
-            self._stats.incr("bytes_served", len(data))
+            if self._counter is not None:
+                self._stats.incr(self._counter, len(data))
             self._request.write(data)
         if self._stopped:
             return

@@ -12,11 +12,12 @@ from twisted.web.server import Request
 
 from .. import simple
 from ..simple.checks import MAX_NAME
-from ..cache import CachedPage, ProjectNotFound, RenderedPage, Representation, cache_key, render_names
+from ..cache import CachedFile, CachedPage, ProjectNotFound, RenderedPage, Representation, cache_key
 from ..upstream import UpstreamError
 from .components import Components
 from .errors import error_page, not_found
 from .http import etag_matches, redirect, render_async, upstream_error
+from .producer import FileProducer
 
 VARY = b"Accept, Accept-Encoding"
 # Our pages are lists of links: no script, style, frame or form is ever meant to run in them,
@@ -97,28 +98,38 @@ class ProjectList(Resource):
     def __init__(self, components: Components) -> None:
         super().__init__()
         self._components = components
-        self._rendered: tuple[tuple[str, ...], RenderedPage] | None = None
 
     def getChild(self, path: bytes, request: Request) -> IResource:
         if path == b"":
             return self
         return ProjectPage(path, self._components)
 
-    def render_GET(self, request: Request) -> int:
+    def render_GET(self, request: Request) -> int | bytes:
         if not request.path.endswith(b"/"):
             return redirect(request, b"simple/")
-        return render_async(request, self._answer(request))
+        self._components.stats.incr("page_requests")
+        wanted = negotiate_index(request)
+        if not isinstance(wanted, Negotiated):
+            return wanted.render(request)
+        return render_async(request, self._answer(request, wanted))
 
-    async def _answer(self, request: Request) -> IResource | bytes:
+    async def _answer(self, request: Request, wanted: Negotiated) -> IResource | bytes | None:
         components = self._components
-        components.stats.incr("page_requests")
         try:
-            names = await components.pages.project_names()
+            listing = await components.project_list.project_list()
         except UpstreamError as e:
             return upstream_error(e)
-        if self._rendered is None or self._rendered[0] is not names:
-            self._rendered = (names, render_names(sorted(names)))
-        return serve_index(request, self._rendered[1], f"public, max-age={int(components.ttl)}")
+        form = listing.form(wanted.fmt, wanted.gzipped)
+        body = send_form(request, wanted, Representation(b"", form.etag), f"public, max-age={int(components.ttl)}")
+        if request.code == NOT_MODIFIED:
+            return body
+        request.setHeader(b"content-length", b"%d" % form.size)
+        if request.method == b"HEAD":
+            return b""
+        # From the file, as fast as the client takes it: 40 MB never sit in memory.
+        FileProducer(request, CachedFile(form.path, form.size), 0, form.size, components.stats, components.clock,
+                     counter=None).start()
+        return None
 
 
 class ProjectPage(Resource):

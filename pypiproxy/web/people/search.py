@@ -1,10 +1,9 @@
 """``GET /+search?q=TEXT``: project names containing TEXT — private ones, cached ones, the upstream's."""
 
-# The upstream's names come from IProjectPages.project_names() (a tuple, the same one while
-# unchanged), indexed once per tuple. Once the project list is streamed to disk with a
-# names file (one normalised name a line: ``names.txt``), ``_search`` should instead open
-# ``NameIndex.of_file(names_path)`` in a thread whenever the file changes (its mtime) and
-# search that: the same ``find`` loop over an mmap, and no 750,000-name tuple in memory.
+# The upstream's names come from the project list on disk: its names file (one normalised
+# name a line, ``names.txt``) is opened as ``NameIndex.of_file`` (an mmap, in a thread) once
+# per version of the list, and searched with the same ``find`` loop: no 750,000-name tuple
+# in memory.
 
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from twisted.web.template import Element, Tag, renderer
 
+from ...cache import ProjectList
 from ...upstream import UpstreamError
 from ..components import Components
 from ..http import render_async
@@ -79,7 +79,7 @@ class Search(Resource):
     def __init__(self, components: Components) -> None:
         super().__init__()
         self._components = components
-        self._index: tuple[tuple[str, ...], NameIndex] | None = None
+        self._index: tuple[ProjectList, NameIndex] | None = None
 
     def render_GET(self, request: Request) -> int:
         raw = request.args.get(b"q", [b""])[0].decode("utf-8", "replace").strip()
@@ -104,23 +104,19 @@ class Search(Resource):
         note = ""
         if len(found) < LIMIT:
             try:
-                names = await pages.project_names()
+                listing = await self._components.project_list.project_list()
             except UpstreamError as e:
                 note = f"The upstream's project list could not be read ({e}); only what is held here is listed."
             else:
-                found += [(n, "upstream") for n in await self._search(names, needle, LIMIT - len(found),
+                found += [(n, "upstream") for n in await self._search(listing, needle, LIMIT - len(found),
                                                                        frozenset(seen))]
         return Results(raw, tuple(found[:LIMIT]), note)
 
-    async def _search(self, names: tuple[str, ...], needle: str, limit: int, skip: frozenset[str]) -> list[str]:
-        # The index is built once per list (the pages give the same tuple while it is unchanged).
-        if self._index is None or self._index[0] is not names:
-            if len(names) > INLINE_NAMES:
-                index = await self._components.to_thread(NameIndex, names)
-            else:
-                index = NameIndex(names)
-            self._index = (names, index)
+    async def _search(self, listing: ProjectList, needle: str, limit: int, skip: frozenset[str]) -> list[str]:
+        # Opened once per version of the list (a new ProjectList each time it is rendered).
+        if self._index is None or self._index[0] is not listing:
+            self._index = (listing, await self._components.to_thread(NameIndex.of_file, listing.names))
         index = self._index[1]
-        if len(names) > INLINE_NAMES:
+        if listing.count > INLINE_NAMES:
             return await self._components.to_thread(index.search, needle, limit, skip)
         return index.search(needle, limit, skip)
