@@ -73,3 +73,24 @@ async def test_metadata_we_announced_is_served_after_another_process_evicted_the
     response, body = await proxy.get(path + ".metadata")
     assert response.code == 200 and body == built.metadata
     assert fake_index.count(f"/files/gone/{built.filename}", "GET") == 2
+
+
+def test_the_start_up_scan_keeps_files_used_meanwhile_as_the_most_recent(tmp_path):
+    from pypiproxy.cache import FileStore, LRUBudget
+    from pypiproxy.stats import Stats
+
+    store = FileStore(tmp_path)
+    keys = [f"{i:064x}" for i in range(5)]
+    for age, key in enumerate(keys):
+        path = store.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (1000 + age, 1000 + age))  # keys[0] least recently used
+    evicted: list[str] = []
+    budget = LRUBudget(store, 350, Stats(), reactor, on_evict=evicted.append)
+    scanned = budget.scan()  # in a thread at start; meanwhile a client is served keys[0]
+    budget.used(keys[0], 100)
+    budget.load(scanned)
+    assert budget.total == 300
+    assert evicted == [keys[1], keys[2]]
+    assert sorted(p.name for p in store.files.rglob("*") if p.is_file()) == sorted([keys[0], keys[3], keys[4]])

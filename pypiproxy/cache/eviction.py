@@ -43,8 +43,9 @@ class LRUBudget:
         # Told of each eviction (the metadata cache stops announcing the file's metadata).
         self._on_evict = on_evict
 
-    def scan(self) -> list[tuple[float, str, int]]:
-        """What is in the cache, oldest use first (run in a thread at start)."""
+    def scan(self) -> tuple["OrderedDict[str, int]", int]:
+        """What is in the cache, oldest use first, and its total size: one pass over the
+        directory, in a thread at start (the reactor serves meanwhile; nothing is read)."""
         found = []
         metadata: dict[str, tuple[float, int]] = {}
         for folder in self._store.files.iterdir():
@@ -63,13 +64,18 @@ class LRUBudget:
                     found.append((stat.st_mtime, path.name, stat.st_size))
         found += [(mtime, _METADATA + key, size) for key, (mtime, size) in metadata.items()]
         found.sort()
-        return found
+        sizes: OrderedDict[str, int] = OrderedDict((key, size) for _mtime, key, size in found)
+        return sizes, sum(sizes.values())
 
-    def load(self, found: list[tuple[float, str, int]]) -> None:
-        for _mtime, key, size in found:
-            if key not in self._sizes:
-                self._sizes[key] = size
-                self.total += size
+    def load(self, scanned: tuple["OrderedDict[str, int]", int]) -> None:
+        """Take the scan's order (on the reactor: only the files used meanwhile are moved)."""
+        sizes, total = scanned
+        for key, size in self._sizes.items():  # used since the scan began: the most recent
+            if key in sizes:
+                total -= sizes.pop(key)
+            sizes[key] = size
+            total += size
+        self._sizes, self.total = sizes, total
         self._evict(keep=None)
 
     def used(self, key: str, size: int) -> None:
