@@ -159,3 +159,4 @@ class Config:
     groups: Path | None = None
     private_namespaces: tuple[str, ...] = ()
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE
+    accel_redirect: str | None = None  # behind nginx: X-Accel-Redirect prefix for cached files

@@ -16,6 +16,7 @@ COUNTERS = {
     "download_joins": "requests that joined a download already in progress",
     "range_passthroughs": "cold range requests answered straight from the upstream",
     "bytes_served": "file bytes sent to clients",
+    "accel_redirects": "cached files handed to nginx to send (--accel-redirect)",
     "bytes_fetched": "file bytes received from upstreams",
     "upstream_page_fetches": "index pages requested from upstreams",
     "upstream_page_not_modified": "upstream revalidations answered 304",

@@ -23,7 +23,8 @@ def test_defaults():
     assert config.index_ttl == 600 and config.upstream_timeout == 15
     assert str(config.cache_dir) == "pypiproxy-data"
     assert config.auth == "upload"
-    assert config.max_page_size == 64 * 1024**2
+    assert config.max_page_size == 64 * 1024**2 and config.accel_redirect is None
+    assert parse("--upstream", "http://x/simple/", "--accel-redirect", "/_c/").accel_redirect == "/_c"
     assert parse("--upstream", "http://x/simple/", "--max-page-size", "8M").max_page_size == 8 * 1024**2
 
 
@@ -60,6 +61,7 @@ def test_sizes_are_powers_of_1024(text, size):
         (["--upstream", "http://x/simple/", "--upstream-timeout", "-1"], "-1"),
         (["--upstream", "http://x/simple/", "--max-cache-size", "lots"], "lots"),
         (["--upstream", "http://x/simple/", "--max-page-size", "huge"], "huge"),
+        (["--upstream", "http://x/simple/", "--accel-redirect", "relative"], "relative"),
         (["--upstream", "http://x/simple/", "--max-page-size", "10"], "--max-page-size"),
         (["--upstream", "http://x/simple/", "--listen", "tcpp:80"], "tcpp:80"),
         (["--upstream", "http://x/simple/", "--listen", "ssl:0:privateKey=/nonexistent.pem"], "ssl:0"),

@@ -255,6 +255,8 @@ class PageCache:
                 self._stats.incr("upstream_page_not_modified")
                 conditional.fetched_at = self._clock.seconds()
                 conditional.retry_at = 0.0
+                # Rendered anew once a TTL: metadata another process extracted shows then.
+                conditional._rendered = None
                 await self._save(name, conditional)
                 return conditional
             fresh = CachedPage(

@@ -54,6 +54,8 @@ class Options(usage.Options):
         ["max-cache-size", None, None, "Evict least-recently-used upstream files above SIZE (500M, 20G)."],
         ["max-upload-size", None, "1G", "Largest accepted upload (K/M/G/T are powers of 1024)."],
         ["max-page-size", None, "64M", "Largest upstream index page accepted, compressed or decoded (SIZE)."],
+        ["accel-redirect", None, None,
+         "Behind nginx: answer cached files with X-Accel-Redirect: PREFIX/<path in the cache dir>."],
         ["access-log", None, None, "Write the access log (combined format) to FILE instead of the server log."],
         ["min-age", None, None, "Hold back upstream files uploaded less than DURATION ago (7d, 36h)."],
         ["block", None, None, "Never offer nor serve upstream files matching these requirements (a file)."],
@@ -146,6 +148,9 @@ class Options(usage.Options):
         max_page_size = parse_size(self["max-page-size"], "--max-page-size")
         if max_page_size < 1024:
             raise ValueError(f"--max-page-size: too small to hold an index page: {self['max-page-size']!r}")
+        accel = self["accel-redirect"]
+        if accel is not None and (not accel.startswith("/") or any(c in accel for c in "?#\r\n ")):
+            raise ValueError(f"--accel-redirect: not a URL path prefix: {accel!r} (try /_pypiproxy_cache)")
         return Config(
             listen=listen,
             upstreams=() if no_upstream else upstreams,
@@ -161,6 +166,7 @@ class Options(usage.Options):
             max_cache_size=parse_size(max_cache) if max_cache else None,
             max_upload_size=parse_size(self["max-upload-size"], "--max-upload-size"),
             max_page_size=max_page_size,
+            accel_redirect=accel.rstrip("/") if accel else None,
             access_log=self["access-log"] and _readable_file("--access-log", self["access-log"], mode="a"),
             min_age=parse_duration(min_age, "--min-age") if min_age else None,
             min_age_exempt=tuple(self["min-age-exempt"]),

@@ -122,6 +122,8 @@ def build_site(
             upstreams=tuple(u.url for u in config.upstreams), census=store.census, guard_rules=guard.lines,
             team=TeamActions(private, rules, team.audit, tokens, logins=config.htpasswd is not None),
             project_list=project_list,
+            cache_dir=cache_dir,
+            accel_redirect=config.accel_redirect,
         )
     )
     root.putChild(b"legacy", Upload(private, rules, team.audit, stats, to_thread))

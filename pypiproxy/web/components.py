@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 from twisted.internet.interfaces import IReactorTime
@@ -44,6 +45,9 @@ class Components:
     census: Callable[[], tuple[int, int]] | None = None
     guard_rules: Callable[[], tuple[str, ...]] = field(default=lambda: ())
     team: TeamActions | None = None
+    cache_dir: Path | None = None
+    # Behind nginx: complete files are answered with "X-Accel-Redirect: <this>/<path in cache_dir>".
+    accel_redirect: str | None = None
 
     @property
     def logins(self) -> bool:
