@@ -109,3 +109,19 @@ async def test_access_log_can_go_to_a_file_of_its_own(twistd, tmp_path):
                      what="the request in the access log")
     assert '"GET /+stats HTTP/1.1" 200' in access.read_text()
     assert "GET /+stats" not in proxy.log()
+
+
+@pytest_twisted.ensureDeferred
+async def test_by_default_access_lines_go_to_the_server_log_in_batches(twistd):
+    import urllib.request
+
+    proxy = twistd(["--no-upstream"], name="default-access")
+    await threads.deferToThread(proxy.wait_ready)
+    for _ in range(3):
+        await threads.deferToThread(lambda: urllib.request.urlopen(proxy.root_url + "+stats", timeout=10).read())
+    for _ in range(100):
+        if proxy.log().count('"GET /+stats HTTP/1.1" 200') == 3:
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+    assert proxy.log().count('"GET /+stats HTTP/1.1" 200') == 3
+    assert "[pypiproxy.access" in proxy.log()

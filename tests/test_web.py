@@ -382,6 +382,7 @@ async def test_the_access_log_rotates_and_keeps_a_bounded_number_of_files(make_p
     for _ in range(60):  # about 6 KB of lines: three rotations
         response, _ = await proxy.get("+health")
         assert response.code == 200
+    await deferLater(reactor, 1.0, lambda: None)  # access lines are written within 0.5 s
     assert sorted(p.name for p in logs.iterdir()) == ["access.log", "access.log.1", "access.log.2"]
     assert "GET /+health" in (logs / "access.log.2").read_text()
 

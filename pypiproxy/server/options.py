@@ -167,7 +167,7 @@ class Options(usage.Options):
             max_upload_size=parse_size(self["max-upload-size"], "--max-upload-size"),
             max_page_size=max_page_size,
             accel_redirect=accel.rstrip("/") if accel else None,
-            access_log=self["access-log"] and _readable_file("--access-log", self["access-log"], mode="a"),
+            access_log=_access_log(self["access-log"]),
             min_age=parse_duration(min_age, "--min-age") if min_age else None,
             min_age_exempt=tuple(self["min-age-exempt"]),
             block=block or None,
@@ -185,6 +185,13 @@ def _rules_file(option: str, value: str, parse) -> Path:  # type: ignore[no-unty
     except RuleError as e:
         raise ValueError(f"{option}: {e}") from None
     return path
+
+
+def _access_log(value: str | None) -> Path | None:
+    """``-`` is standard output; a file must open for appending now."""
+    if value is None or value == "-":
+        return Path(value) if value else None
+    return _readable_file("--access-log", value, mode="a")
 
 
 def _check_endpoint(description: str) -> None:

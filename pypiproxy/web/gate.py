@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import sys
 from typing import Any, Callable, Sequence
 
 from twisted.cred import credentials, error as cred_error, portal
@@ -20,6 +21,7 @@ from twisted.web.util import DeferredResource
 from ..auth import TOKEN_USER, Groups, HtpasswdChecker, IAccount, LoginThrottle, PasswordTooLong, build_login
 from ..config import Config
 from ..private import Audit, Team
+from .accesslog import BufferedLines, to_server_log
 from .errors import error_page, forbidden
 
 log = Logger()
@@ -168,17 +170,39 @@ class GatedSite(server.Site):
     log_rotate_length = 100_000_000
     log_rotated_files = 10
 
-    def __init__(self, root: resource.IResource, policy: AccessPolicy, **kwargs: Any) -> None:
+    def __init__(self, root: resource.IResource, policy: AccessPolicy, clock: IReactorTime, **kwargs: Any) -> None:
+        # "--access-log -": standard output (Twisted would take "-" for a file name).
+        self._to_stdout = kwargs.get("logPath") == "-"
+        if self._to_stdout:
+            kwargs["logPath"] = None
         super().__init__(root, **kwargs)
         self.policy = policy
+        self._clock = clock
 
-    def _openLogFile(self, path: str) -> logfile.LogFile:  # the hook HTTPFactory offers
-        return logfile.LogFile(
+    def _openLogFile(self, path: str) -> BufferedLines:  # the hook HTTPFactory offers
+        rotated = logfile.LogFile(
             os.path.basename(path),
             os.path.dirname(path),
             rotateLength=self.log_rotate_length,
             maxRotatedFiles=self.log_rotated_files,
         )
+        def write(lines: list[str]) -> None:
+            for line in lines:  # a line at a time: LogFile rotates between writes
+                rotated.write(line)
+
+        return BufferedLines(write, self._clock, close=rotated.close)
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        if self.logPath is None:
+            # Twisted's default sends each line to the server's log as an event of its own.
+            self._logFile = BufferedLines(_write_stdout if self._to_stdout else to_server_log, self._clock)
+
+    def stopFactory(self) -> None:
+        if self._logFile is not None and self.logPath is None:
+            self._logFile.close()  # ours: written out now, before Twisted forgets it
+            self._logFile = None
+        super().stopFactory()
 
     def getResourceFor(self, request: IRequest) -> resource.IResource:
         request.site = self
@@ -211,6 +235,12 @@ class _ServerOptions(resource.Resource):
         return b""
 
 
+def _write_stdout(lines: list[str]) -> None:
+    # The process's own standard output (systemd's journal), not twistd's stand-in for it.
+    sys.__stdout__.write("".join(lines))
+    sys.__stdout__.flush()
+
+
 def site_for(
     root: resource.IResource,
     config: Config,
@@ -231,4 +261,4 @@ def site_for(
         config.allow_from, login, config.auth, config.allow_anonymous_upload, team.audit,
         LoginThrottle(clock) if login else None,
     )
-    return GatedSite(root, policy, **kwargs)
+    return GatedSite(root, policy, clock, **kwargs)
