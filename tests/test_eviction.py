@@ -78,6 +78,7 @@ async def test_metadata_we_announced_is_served_after_another_process_evicted_the
 def test_the_start_up_scan_keeps_files_used_meanwhile_as_the_most_recent(tmp_path):
     from pypiproxy.cache import FileStore, LRUBudget
     from pypiproxy.stats import Stats
+    from twisted.internet.task import Clock
 
     store = FileStore(tmp_path)
     keys = [f"{i:064x}" for i in range(5)]
@@ -87,7 +88,7 @@ def test_the_start_up_scan_keeps_files_used_meanwhile_as_the_most_recent(tmp_pat
         path.write_bytes(b"x" * 100)
         os.utime(path, (1000 + age, 1000 + age))  # keys[0] least recently used
     evicted: list[str] = []
-    budget = LRUBudget(store, 350, Stats(), reactor, on_evict=evicted.append)
+    budget = LRUBudget(store, 350, Stats(), Clock(), on_evict=evicted.append)
     scanned = budget.scan()  # in a thread at start; meanwhile a client is served keys[0]
     budget.used(keys[0], 100)
     budget.load(scanned)

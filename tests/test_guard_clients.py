@@ -126,6 +126,10 @@ async def test_a_quarantined_project_installs_nothing_and_its_cached_wheel_is_re
     url = (await threads.deferToThread(file_links, proxy.url, "sus"))[built.filename]
 
     fake_index.set_status("sus", "quarantined", "malware reported")
+    # The expired page is answered at once while it is revalidated (stale-while-revalidate):
+    # the quarantine shows from the answer after that.
+    await threads.deferToThread(block_until, lambda: file_links(proxy.url, "sus") == {}, 10.0, 0.1,
+                                what="the quarantine seen")
     for installer in (pip_install, uv_install):
         result = await threads.deferToThread(installer, proxy.url, tmp_path / installer.__name__, "sus")
         assert result.returncode != 0

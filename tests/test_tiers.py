@@ -24,6 +24,7 @@ from twisted.internet import threads
 
 from support.clients import pip_install, run_client, uv_install
 from support.processes import free_port
+from support.waiting import wait_until
 
 JSON = "application/vnd.pypi.simple.v1+json"
 TWINE = str(Path(sys.executable).with_name("twine"))
@@ -137,6 +138,8 @@ async def test_three_tiers_chain_for_pip_and_uv_and_survive_the_top_going_away(
     assert f"#sha256={yanked.sha256}".encode() in html
 
     # Clients resolved through PEP 658 metadata, not by downloading wheels to read them.
+    # (Access lines reach the server's log in batches, within half a second.)
+    await wait_until(lambda: c.log().count('.metadata HTTP/1.1" 200') >= 6, what="the metadata requests logged")
     log = c.log()
     for built in (private, public["pubapp"][0], public["pubdep"][0]):
         for client in ("pip/", "uv/"):

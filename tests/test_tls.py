@@ -16,6 +16,7 @@ from twisted.internet import threads
 from support.builders import build_wheel
 from support.clients import htpasswd, pip_install, twine_upload
 from support.processes import free_port
+from support.waiting import wait_until
 
 SECRET = "s3cr3t-7f0c-do-not-leak"
 
@@ -61,7 +62,8 @@ async def test_tls_tiers_chain_with_credentials_that_never_leak(twistd, tmp_path
         pip_install, internet.url, tmp_path / "anonymous", "corp-secret", extra=["--cert", str(ca_pem), "--no-input"]
     )
     assert anonymous.returncode != 0
-    assert '"GET /simple/corp-secret/ HTTP/1.1" 401' in internet.log()
+    # Access lines reach the server's log in batches, within half a second.
+    await wait_until(lambda: '"GET /simple/corp-secret/ HTTP/1.1" 401' in internet.log(), what="the 401 logged")
     with_login = internet.url.replace("https://", f"https://alice:{SECRET}@")
     direct = await threads.deferToThread(
         pip_install, with_login, tmp_path / "direct", "corp-secret", extra=["--cert", str(ca_pem)]

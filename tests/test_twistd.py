@@ -119,9 +119,5 @@ async def test_by_default_access_lines_go_to_the_server_log_in_batches(twistd):
     await threads.deferToThread(proxy.wait_ready)
     for _ in range(3):
         await threads.deferToThread(lambda: urllib.request.urlopen(proxy.root_url + "+stats", timeout=10).read())
-    for _ in range(100):
-        if proxy.log().count('"GET /+stats HTTP/1.1" 200') == 3:
-            break
-        await deferLater(reactor, 0.05, lambda: None)
-    assert proxy.log().count('"GET /+stats HTTP/1.1" 200') == 3
+    await wait_until(lambda: proxy.log().count('"GET /+stats HTTP/1.1" 200') == 3, what="three access lines")
     assert "[pypiproxy.access" in proxy.log()

@@ -14,6 +14,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from support.cache import file_path
+from support.waiting import wait_until
 from support.clients import header, run_client
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -173,15 +174,6 @@ async def test_gzip_only_when_asked_and_identical_when_decompressed(memory_proxy
     assert header(zipped, "Vary") == "Accept, Accept-Encoding"
     assert gzip.decompress(raw) == plain_body
     assert header(zipped, "ETag") != header(plain, "ETag")
-
-
-async def wait_until(condition, timeout: float = 10.0) -> None:
-    """Poll a condition the reactor brings about (bounded, so a bug fails instead of hanging)."""
-    deadline = reactor.seconds() + timeout
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise AssertionError("condition not reached in time")
-        await deferLater(reactor, 0.02, lambda: None)
 
 
 @pytest_twisted.ensureDeferred

@@ -36,6 +36,7 @@ _EQUALS = re.compile(r"\s*=\s*")
 _UNQUOTED = re.compile(r"[^\s>]*")
 _RAW_TEXT_END = {"script": re.compile(r"</script", re.I), "style": re.compile(r"</style", re.I)}
 _INCOMPLETE = -1
+_NO_ATTRIBUTES: Attributes = {}
 # An index anchor has a handful of attributes; a tag with more is junk, not a page.
 MAX_ATTRIBUTES = 100
 
@@ -43,7 +44,10 @@ MAX_ATTRIBUTES = 100
 class AnchorScanner:
     """Fed text (or bytes, as UTF-8) in pieces; tells ``on_anchor`` of each anchor as it ends."""
 
-    def __init__(self, on_anchor: OnAnchor) -> None:
+    def __init__(self, on_anchor: OnAnchor, attributes: bool = True) -> None:
+        # Without attributes (a project list needs only the anchors' text) no dict is built
+        # per anchor: 750,000 fewer objects for the garbage collector to walk.
+        self._attributes = attributes
         self.base: str | None = None
         self.meta: dict[str, str] = {}  # <meta name=... content=...>: the first of each name
         self._on_anchor = on_anchor
@@ -114,6 +118,9 @@ class AnchorScanner:
                 self._close_anchor()
             return close + 1
         whole = _START_TAG.match(buffer, lt)
+        if whole is not None and not self._attributes and whole.group(1) in ("a", "A"):
+            self._open, self._text = _NO_ATTRIBUTES, []
+            return whole.end()
         if whole is not None:
             attrs: Attributes = {}
             for attribute in _ATTRIBUTE.finditer(whole.group(2)):

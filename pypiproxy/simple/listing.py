@@ -52,7 +52,7 @@ class ListScanner:
         if "json" in content_type:
             self._scanner: AnchorScanner | _JSONListScanner = _JSONListScanner(self._name)
         else:
-            self._scanner = AnchorScanner(lambda attrs, text: self._name(text))
+            self._scanner = AnchorScanner(lambda attrs, text: self._name(text), attributes=False)
 
     def _name(self, text: str) -> None:
         name = listed_name(text) if isinstance(text, str) else None

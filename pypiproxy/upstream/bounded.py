@@ -55,8 +55,8 @@ class BoundedDecoder:
 
     def finish(self) -> None:
         """The body has ended: a compressed one must have ended too."""
-        if self._zlib is None:
-            return
+        if self._zlib is None or self.received == 0:
+            return  # nothing sent (a 304, a HEAD) is no cut-off stream, whatever its label
         if not self._zlib.eof:
             raise UpstreamError("compressed page cut short")
 
