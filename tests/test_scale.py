@@ -102,14 +102,14 @@ class HealthSampler:
 async def test_a_5000_file_page_is_fetched_parsed_and_rendered_beside_the_reactor(make_proxy, pages_upstream):
     page = big_page("big", 5000)
     pages_upstream.bodies[b"/simple/big/"] = (json.dumps(page).encode(), JSON)
-    html_page = big_page("html-big", 5000)
-    pages_upstream.bodies[b"/simple/html-big/"] = (
+    html_page = big_page("htmlbig", 5000)
+    pages_upstream.bodies[b"/simple/htmlbig/"] = (
         "".join(f'<a href="{f["url"]}#sha256={f["hashes"]["sha256"]}" data-requires-python="&gt;=3.8">'
                 f'{f["filename"]}</a><br>\n' for f in html_page["files"]).encode(), "text/html")
     proxy = await make_proxy(pages_upstream.url)
     sampler = HealthSampler(proxy)
     await deferLater(reactor, 0.1, lambda: None)
-    for project in ("big", "html-big"):
+    for project in ("big", "htmlbig"):
         for headers in ({"Accept": JSON}, {"Accept": HTML}, {"Accept": JSON, "Accept-Encoding": "gzip"},
                         {"Accept": HTML, "Accept-Encoding": "gzip"}):
             response, body = await proxy.get(f"/simple/{project}/", headers)
