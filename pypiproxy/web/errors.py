@@ -6,6 +6,15 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 
+def set_status(request: IRequest, code: int, reason: str, headers: dict[str, str]) -> None:
+    """The status line, with the reason as its phrase (twine and pip print the phrase), and
+    the answer's own headers."""
+    phrase = reason.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" ")
+    request.setResponseCode(code, phrase[:200])
+    for name, value in headers.items():
+        request.setHeader(name.encode(), value.encode())
+
+
 class _ErrorResource(Resource):
     isLeaf = True
 
@@ -16,14 +25,10 @@ class _ErrorResource(Resource):
         self._headers = headers
 
     def render(self, request: IRequest) -> bytes:
-        # twine and pip print the status line's phrase, so the reason goes there too.
-        phrase = self._reason.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" ")
-        request.setResponseCode(self._code, phrase[:200])
+        set_status(request, self._code, self._reason, self._headers)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-content-type-options", b"nosniff")
-        for name, value in self._headers.items():
-            request.setHeader(name.encode(), value.encode())
         body = f"{self._code} {self._reason}\n".encode()
         if request.method == b"HEAD":
             request.setHeader(b"content-length", b"%d" % len(body))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Coroutine
+from typing import Any, Callable, Coroutine
 from urllib.parse import urlsplit
 
+from packaging.utils import canonicalize_name
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -13,6 +14,8 @@ from twisted.web import http
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from .. import simple
+from ..simple.checks import MAX_NAME
 from ..upstream import UpstreamError
 from .errors import error_page
 
@@ -78,3 +81,25 @@ def redirect(request: Request, location: bytes) -> bytes:
     request.setHeader(b"location", location)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     return b"moved to " + location + b"\n"
+
+
+def project_name(
+    request: Request, segment: bytes, refuse: Callable[[int, str], IResource] = error_page
+) -> str | bytes | int:
+    """The normalised name ``/<where>/<segment>/`` names; or the request's finished answer:
+    ``refuse``'s 404 for what is no project name (also one too long to store), or a relative
+    301 to the normalised spelling (so it stays right behind a prefix-adding proxy)."""
+    name = segment.decode("utf-8", "replace")
+    if len(name) > MAX_NAME:
+        # A valid PEP 508 name may be any length; ours are stored as file names.
+        return refuse(404, f"project names over {MAX_NAME} characters are not served").render(request)
+    if not simple.VALID_NAME.match(name):
+        return refuse(404, f"not a valid project name: {name[:100]!r}").render(request)
+    if request.postpath not in ([], [b""]):
+        return refuse(404, "no such page").render(request)
+    normalised = canonicalize_name(name)
+    if normalised != name or request.postpath == []:
+        target = f"../{normalised}/" if request.postpath else f"{normalised}/"
+        query = request.uri.partition(b"?")[2]
+        return redirect(request, target.encode() + (b"?" + query if query else b""))
+    return normalised

@@ -5,18 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from packaging.utils import canonicalize_name
 from twisted.web.http import NOT_MODIFIED
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from .. import simple
-from ..simple.checks import MAX_NAME
 from ..cache import CachedFile, CachedPage, ProjectNotFound, RenderedPage, Representation, cache_key
 from ..upstream import UpstreamError
 from .components import Components
 from .errors import error_page, not_found
-from .http import etag_matches, redirect, render_async, upstream_error
+from .http import etag_matches, project_name, redirect, render_async, upstream_error
 from .producer import FileProducer
 
 VARY = b"Accept, Accept-Encoding"
@@ -143,20 +141,9 @@ class ProjectPage(Resource):
         self._components = components
 
     def render_GET(self, request: Request) -> int | bytes:
-        name = self._segment.decode("utf-8", "replace")
-        if len(name) > MAX_NAME:
-            # A valid PEP 508 name may be any length; ours are stored as file names.
-            return not_found(f"project names over {MAX_NAME} characters are not served").render(request)
-        if not simple.VALID_NAME.match(name):
-            return not_found(f"not a valid project name: {name[:100]!r}").render(request)
-        if request.postpath not in ([], [b""]):
-            return not_found("no such page").render(request)
-        normalised = canonicalize_name(name)
-        if normalised != name or request.postpath == []:
-            # Relative, so that it stays right behind a reverse proxy that adds a prefix.
-            target = f"../{normalised}/" if request.postpath else f"{normalised}/"
-            query = request.uri.partition(b"?")[2]
-            return redirect(request, target.encode() + (b"?" + query if query else b""))
+        normalised = project_name(request, self._segment)
+        if not isinstance(normalised, str):
+            return normalised
         self._components.stats.incr("page_requests")
         wanted = negotiate_index(request)
         if not isinstance(wanted, Negotiated):

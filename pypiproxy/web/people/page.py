@@ -14,6 +14,7 @@ from twisted.web.server import Request
 from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer, tags
 
 from ...private import Account
+from ..errors import set_status
 from ..http import render_async
 
 DOCTYPE = b"<!DOCTYPE html>\n"
@@ -183,10 +184,7 @@ class _HtmlError(Resource):
         self._headers = headers
 
     def render(self, request: Request) -> int:
-        phrase = self._reason.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" ")
-        request.setResponseCode(self._code, phrase[:200])
-        for name, value in self._headers.items():
-            request.setHeader(name.encode(), value.encode())
+        set_status(request, self._code, self._reason, self._headers)
         title = f"{self._code} {RESPONSES.get(self._code, b'').decode()}"
         return render_async(request, render_page(request, title, _Message(self._code, self._reason)))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -18,7 +17,7 @@ from ...cache import CachedPage, ProjectNotFound, cache_key
 from ...simple.coremetadata import CoreMetadata, read_core_metadata
 from ...upstream import UpstreamError
 from ..components import Components
-from ..http import redirect, render_async
+from ..http import project_name, render_async
 from ..simple import file_url
 from .description import description_tag, safe_href
 from .page import cell as _cell, html_error, human_bytes, logged_in, render_page, site_url, template
@@ -313,15 +312,9 @@ class ProjectPage(Resource):
         self._components = components
 
     def render_GET(self, request: Request) -> int | bytes:
-        name = self._segment.decode("utf-8", "replace")
-        if not simple.VALID_NAME.match(name):
-            return html_error(404, f"not a valid project name: {name[:100]!r}").render(request)
-        if request.postpath not in ([], [b""]):
-            return html_error(404, "no such page").render(request)
-        normalised = canonicalize_name(name)
-        if normalised != name or request.postpath == []:
-            # Relative, as /simple/ does, so it stays right behind a prefix-adding proxy.
-            return redirect(request, (f"../{normalised}/" if request.postpath else f"{normalised}/").encode())
+        normalised = project_name(request, self._segment, html_error)
+        if not isinstance(normalised, str):
+            return normalised
         return render_async(request, self._answer(request, normalised))
 
     def render_POST(self, request: Request) -> int | bytes:
