@@ -23,7 +23,7 @@ from .model import (
     derive_versions,
 )
 from .negotiation import HTML_V1, JSON_V1, TEXT_HTML, accepts_gzip, negotiate, parse_qualities
-from .pep503 import parse_project_html, parse_project_list_html, render_project_html, render_project_list_html
+from .pep503 import parse_project_html, parse_project_list_html, render_project_html
 from .pep691 import (
     file_to_json,
     parse_project_json,
@@ -31,7 +31,6 @@ from .pep691 import (
     project_from_json,
     project_to_json,
     render_project_json,
-    render_project_list_json,
 )
 
 
@@ -42,7 +41,7 @@ __all__ = [
     "file_to_json", "is_distribution_name", "negotiate", "parse_filename", "parse_project",
     "parse_project_html", "parse_project_json", "parse_project_list", "parse_qualities",
     "project_from_json", "project_to_json", "render_project_html", "render_project_json",
-    "render_project_list_html", "render_project_list_json", "version_of",
+    "version_of",
 ]
 
 

@@ -1,10 +1,9 @@
-"""PEP 503 HTML: project pages and the project list, read from upstreams and rendered."""
+"""PEP 503 HTML: project pages read and rendered; the project list read (listing.py streams it out)."""
 
 from __future__ import annotations
 
 import html
-from typing import Iterable
-from urllib.parse import quote, urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin
 
 from packaging.utils import canonicalize_name
 
@@ -112,18 +111,3 @@ def _status_meta(page: ProjectPage) -> list[str]:
     if page.status_reason is not None:
         lines.append(f'    <meta name="pypi:project-status-reason" content="{html.escape(page.status_reason)}">')
     return lines
-
-
-def render_project_list_html(names: Iterable[str]) -> bytes:
-    lines = [
-        "<!DOCTYPE html>",
-        "<html>",
-        "  <head>",
-        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
-        "    <title>Simple index</title>",
-        "  </head>",
-        "  <body>",
-    ]
-    lines += [f'    <a href="{html.escape(quote(n, safe=""))}/">{html.escape(n)}</a><br>' for n in names]
-    lines += ["  </body>", "</html>", ""]
-    return "\n".join(lines).encode()

@@ -1,14 +1,14 @@
-"""PEP 691 JSON: project pages and the project list, read from upstreams and rendered."""
+"""PEP 691 JSON: project pages read and rendered; the project list read (listing.py streams it out)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 from urllib.parse import urldefrag, urljoin
 
 from packaging.utils import canonicalize_name
 
-from .model import API_VERSION, FileEntry, FileURL, IndexFormatError, ProjectPage, api_version_of, split_hash
+from .model import FileEntry, FileURL, IndexFormatError, ProjectPage, api_version_of, split_hash
 
 # The keys we read into the model; any other key an index adds is kept as it gave it.
 _FILE_KEYS = frozenset({
@@ -167,10 +167,3 @@ def parse_project_list_json(body: bytes) -> list[str]:
 
 def render_project_json(page: ProjectPage, file_url: FileURL) -> bytes:
     return json.dumps(project_to_json(page, file_url), separators=(",", ":")).encode()
-
-
-def render_project_list_json(names: Iterable[str]) -> bytes:
-    return json.dumps(
-        {"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in names]},
-        separators=(",", ":"),
-    ).encode()
