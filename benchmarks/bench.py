@@ -34,8 +34,8 @@ class Bench:
         (self.shm / "tmp").mkdir()
         self.procs = Processes(tmpdir=self.shm / "tmp")
         self.big_sha256 = None
-        self.results: dict = {"meta": {}, "metrics": {}, "runs": {}, "tiers": {}, "errors": []}
-        self.venvs = Venvs(self.data, self.shm, self.procs, meta=self.results["meta"])
+        self.results: dict = {"meta": {}, "metrics": {}, "runs": {}, "tiers": {}, "scale": {}, "errors": []}
+        self.venvs = Venvs(self.data, self.shm, self.procs, meta=self.results["meta"], tree=Path(args.tree))
         self.nginx = None
         self.lab = None
         self.clients = None

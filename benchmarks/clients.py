@@ -100,16 +100,20 @@ class Clients:
 
     # ---- load
 
-    def load(self, index_url, projects, conc, duration) -> dict:
-        """Requests/s, p50, p99, errors, non-2xx of GETs cycling through the projects' pages."""
+    def load(self, index_url, projects, conc, duration, headers=None, threads=None) -> dict:
+        """Requests/s, p50, p99, errors, non-2xx of GETs cycling through the projects' pages,
+        with the Accept header uv sends unless headers are given."""
         u = urllib.parse.urlsplit(index_url)
         paths = [u.path + p + "/" for p in projects]
+        headers = {"Accept": UV_ACCEPT} if headers is None else headers
         if not self.wrk:
-            return builtin_load(u.hostname, u.port, paths, conc, duration, UV_ACCEPT)
+            return builtin_load(u.hostname, u.port, paths, conc, duration, headers)
         script = self.tmp / "pages.lua"
         script.write_text(WRK_LUA % {
-            "paths": ", ".join('"%s"' % p for p in paths), "accept": UV_ACCEPT})
-        argv = [self.wrk, "-t", str(min(2, conc) if self.wrk_threads is None else self.wrk_threads),
+            "paths": ", ".join('"%s"' % p for p in paths),
+            "headers": ", ".join('["%s"] = "%s"' % item for item in headers.items())})
+        threads = threads or (min(2, conc) if self.wrk_threads is None else self.wrk_threads)
+        argv = [self.wrk, "-t", str(threads),
                 "-c", str(conc), "-d", "%ds" % duration, "--timeout", "5s", "-s", script,
                 "http://%s:%d" % (u.hostname, u.port)]
         r = subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -141,7 +145,7 @@ local paths = { %(paths)s }
 local counter = 0
 request = function()
   counter = counter + 1
-  return wrk.format("GET", paths[(counter %% #paths) + 1], { ["Accept"] = "%(accept)s" })
+  return wrk.format("GET", paths[(counter %% #paths) + 1], { %(headers)s })
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -189,7 +193,7 @@ def threaded(fn, n):
     return out
 
 
-def builtin_load(host, port, paths, conc, duration, accept) -> dict:
+def builtin_load(host, port, paths, conc, duration, headers) -> dict:
     """Fallback load generator (threads, keep-alive); far slower than wrk."""
     stop = time.monotonic() + duration
     lat: list[float] = []
@@ -204,7 +208,7 @@ def builtin_load(host, port, paths, conc, duration, accept) -> dict:
                 if c is None:
                     c = http.client.HTTPConnection(host, port, timeout=5)
                 t0 = time.perf_counter()
-                c.request("GET", paths[i % len(paths)], headers={"Accept": accept})
+                c.request("GET", paths[i % len(paths)], headers=headers)
                 r = c.getresponse()
                 r.read()
                 mine.append(time.perf_counter() - t0)

@@ -1,7 +1,9 @@
 """nginx: the static upstream of every proxy and the "direct" baseline.
 
 Started with a config of its own in the run's temp dir (sendfile, one worker
-per core); its access log counts the upstream fetches.
+per core); its access log counts the upstream fetches.  The scale sections
+start more of them: one on a synthetic index (gzip on), one in front of
+pypiproxy (extra server blocks).
 """
 
 from __future__ import annotations
@@ -16,21 +18,29 @@ from processes import Processes
 
 
 class Nginx:
-    """nginx on 127.0.0.1 serving the corpus dir: /simple/ is the index, /slow/simple/
-    the same index whose files are sent at slow_rate_mbps per connection."""
+    """nginx on 127.0.0.1 serving the dir root: /simple/ is the index, /slow/simple/
+    the same index whose files are sent at slow_rate_mbps per connection; with gzip, pages
+    are sent gzipped to who asks; extra is more of the http block (e.g. server blocks)."""
 
-    def __init__(self, corpus: Path, work: Path, procs: Processes, slow_rate_mbps: float = 0):
-        self.corpus = corpus
+    def __init__(self, root: Path, work: Path, procs: Processes, slow_rate_mbps: float = 0,
+                 name: str = "nginx", gzip: bool = False, extra: str = ""):
+        self.root = root
         self.procs = procs
         self.slow_rate = int(slow_rate_mbps * 1e6)
-        self.dir = work / "nginx"
+        self.gzip = "gzip on; gzip_types text/html application/json;" if gzip else ""
+        self.extra = extra
+        self.dir = work / name
         self.port = free_port()
         self.proc = None
         self.access_log = self.dir / "access.log"
 
     @property
+    def base(self):
+        return "http://127.0.0.1:%d/" % self.port
+
+    @property
     def url(self):
-        return "http://127.0.0.1:%d/simple/" % self.port
+        return self.base + "simple/"
 
     @property
     def slow_url(self):
@@ -69,6 +79,7 @@ http {{
     keepalive_timeout 75s;
     keepalive_requests 1000000;
     absolute_redirect off;
+    {gzip}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         root {root};
@@ -76,8 +87,9 @@ http {{
         location /files/ {{ }}
         location /slow/ {{ alias {root}/; index index.html; limit_rate {rate}; }}
     }}
+    {extra}
 }}
-""".format(d=self.dir, port=self.port, root=self.corpus, rate=self.slow_rate))
+""".format(d=self.dir, port=self.port, root=self.root, rate=self.slow_rate, gzip=self.gzip, extra=self.extra))
         self.proc = self.procs.start([nginx, "-c", conf, "-p", self.dir], self.dir / "stderr.log")
         wait_http(self.url, 20, self.proc, ok=lambda s: s == 200)
 

@@ -1,5 +1,5 @@
 """The report: a table of every metric per target with ratios to direct and to
-the peers, the tiers table, and pypiproxy against its goals."""
+the peers, the tiers table, the scale sections' tables, and pypiproxy against its goals."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def report(results: dict, names: list[str], concurrency, herd_clients: int) -> s
         ("herd_peak_rss_mb", "(6) peak RSS during herd, MB", "low"),
         ("herd_failed_clients", "(6) failed clients", "low"),
         ("peak_rss_mb", "(7) peak RSS over the run, MB", "low"),
+        ("swr_warm_s", "(9) slow link, local tier warm: install s", "low"),
+        ("swr_expired_s", "(9) slow link, every page expired: install s", "low"),
+        ("swr_revalidations", "(9) background revalidations", "high"),
     ]
 
     def fmt(v):
@@ -84,6 +87,9 @@ def report(results: dict, names: list[str], concurrency, herd_clients: int) -> s
         w2 = [max(len(r[i]) for r in t2) for i in range(len(t2[0]))]
         for r in t2:
             lines.append("  ".join(c.rjust(w2[i]) for i, c in enumerate(r)))
+    if results["scale"]:
+        lines.append("")
+        lines += scale_lines(results["scale"])
     met = goals(results, concurrency, herd_clients)
     if met:
         lines.append("")
@@ -141,4 +147,44 @@ def goals(results: dict, concurrency, herd_clients: int):
           "%.2fx" % v if v else "")
     v = g("herd_peak_rss_mb")
     check("peak RSS during the herd < 100 MB", v, v is not None and v < 100, "%.0f MB" % v if v else "")
+    v = g("swr_expired_s") / g("swr_warm_s") if g("swr_expired_s") and g("swr_warm_s") else None
+    check("every page expired, behind a slow link: install within 5% of warm", v, v is not None and v <= 1.05,
+          "%.3fx" % v if v else "")
+    scale = results["scale"]
+    cold = scale.get("list") or {}
+    v = cold.get("slowest_health_ms")
+    check("(S1) slowest /+health during the cold list < 50 ms", v, v is not None and v < 50, "%s ms" % v)
+    v = cold["peak_rss_mb"] - cold["rss_before_mb"] if cold else None
+    check("(S1) RSS growth during the cold list < 40 MB", v, v is not None and v < 40,
+          "%s MB (%s -> %s)" % (v, cold.get("rss_before_mb"), cold.get("peak_rss_mb")))
+    v = (scale.get("logging") or {}).get("default_req_s")
+    check("(S3) warm page, default logging >= 8000 req/s", v, v is not None and v >= 8000, "%s req/s" % v)
+    a = scale.get("accel") or {}
+    v = a["nginx_accel_redirect_mb_s"] / a["nginx_direct_mb_s"] if a.get("nginx_direct_mb_s") else None
+    check("(S4) cached big file, nginx + --accel-redirect >= 90% of nginx", v, v is not None and v >= 0.9,
+          "%.0f%%" % (100 * v) if v else "")
     return out
+
+
+def scale_lines(scale: dict) -> list[str]:
+    """The scale sections' figures, one block each."""
+    lines = []
+
+    def table(title, rows, keys):
+        lines.append(title)
+        cells = [list(keys)] + [[str(row.get(k, "-")) for k in keys] for row in rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(keys))]
+        lines.extend("  ".join(c.rjust(widths[i]) for i, c in enumerate(r)) for r in cells)
+        lines.append("")
+
+    if "list" in scale:
+        table("(S1) cold project list", [scale["list"]], list(scale["list"]))
+    if scale.get("pages"):
+        table("(S2a) a project page of N files", scale["pages"], list(scale["pages"][0]))
+    if scale.get("startup"):
+        table("(S2b) start-up with a cache of N files", scale["startup"], list(scale["startup"][0]))
+    if "logging" in scale:
+        table("(S3) a warm 10-file page, wrk -t1 -c10", [scale["logging"]], list(scale["logging"]))
+    if "accel" in scale:
+        table("(S4) a cached big file, curl, best of 3, MB/s", [scale["accel"]], list(scale["accel"]))
+    return lines[:-1]

@@ -18,6 +18,13 @@ Sections (``--only``):
   herd     (6) N clients on the same cold big file: upstream fetches, time, peak RSS
   tiers    (8) uv straight from a remote tier vs through a local tier chained to it,
                over a link of 1, 10 and 50 ms round-trip time (delaying TCP relay)
+  expired  (9) a warm local tier behind the slowest --rtts link, every page expired
+               (--index-ttl 0) against within its TTL: stale-while-revalidate
+  scale    pypiproxy only, on a synthetic index (benchmarks/scale.py), its four sections:
+  list     (S1) a cold 750,000-name project list: time, slowest /+health meanwhile, RSS
+  curves   (S2) pages of 100/1,000/10,000 files; start-up with caches of 1k-200k files
+  logging  (S3) a warm page's rate with the default logging and with --access-log
+  accel    (S4) a cached big file: nginx alone, nginx + --accel-redirect, pypiproxy alone
 The peak RSS of each proxy over the whole run (7) is always reported.
 """
 
@@ -34,7 +41,7 @@ from pathlib import Path
 from bench import Bench
 from common import log
 from report import report
-from sections import SECTIONS
+from sections import GROUPS, SECTIONS
 from targets import ALL_TARGETS, PEERS
 from venvs import REPO
 
@@ -51,14 +58,17 @@ def parse_args(argv=None):
                    help="corpus and virtualenvs, kept between runs (never inside the repo) "
                         "[$XDG_CACHE_HOME/pypiproxy-bench, else ~/.cache/pypiproxy-bench: %(default)s]")
     p.add_argument("--peers", action="store_true", help="also run devpi-server and proxpi")
+    p.add_argument("--tree", default=str(REPO),
+                   help="the pypiproxy source tree to measure, e.g. another checkout for a before/after [%(default)s]")
     p.add_argument("--targets", nargs="+", choices=ALL_TARGETS,
                    help="explicit list of targets (default: direct pypiproxy [+ peers])")
     p.add_argument("--runs", type=int, help="runs per measurement, the median is reported [3; --quick: 1]")
-    p.add_argument("--only", nargs="+", choices=list(SECTIONS), metavar="SECTION",
-                   help="run only these sections: %s" % " ".join(SECTIONS))
+    p.add_argument("--only", nargs="+", choices=list(SECTIONS) + list(GROUPS), metavar="SECTION",
+                   help="run only these sections: %s" % " ".join(list(SECTIONS) + list(GROUPS)))
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--quick", action="store_true", help="fast smoke run: 1 run, 50 MiB big file, short load runs")
     p.add_argument("--big-mib", type=int, help="size of the generated big wheel in MiB [512; --quick: 50]")
+    p.add_argument("--accel-mib", type=int, help="size of the big file of the accel section in MiB [274; --quick: 100]")
     p.add_argument("--duration", type=int, help="seconds per load run for index pages [5; --quick: 2]")
     p.add_argument("--concurrency", type=int, nargs="+", default=[10, 100])
     p.add_argument("--wrk-threads", type=int)
@@ -76,6 +86,8 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     a.runs = a.runs or (1 if a.quick else 3)
     a.big_mib = a.big_mib or (50 if a.quick else 512)
+    a.accel_mib = a.accel_mib or (100 if a.quick else 274)
+    a.only = [name for group in a.only for name in GROUPS.get(group, (group,))] if a.only else list(SECTIONS)
     a.duration = a.duration or (2 if a.quick else 5)
     a.rtts = a.rtts or ([10.0] if a.quick else [1.0, 10.0, 50.0])
     a.rtts = [int(r) if r == int(r) else r for r in a.rtts]
@@ -100,9 +112,8 @@ def main(argv=None):
     t0 = time.monotonic()
     try:
         bench.setup()
-        chosen = args.only or list(SECTIONS)
         for name, section in SECTIONS.items():
-            if name in chosen:
+            if name in args.only:
                 section(bench)
         bench.finish_metrics()
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ error and the others go on."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import urllib.parse
 from types import MappingProxyType
@@ -15,6 +16,7 @@ from clients import UV_ACCEPT
 from common import http_get, log, median
 from corpus import BIG_PROJECT
 from relay import HashingRelay, Relay
+from scale import accel, cold_list, curves, logging_rate
 from targets import PyPIProxy
 
 
@@ -181,16 +183,14 @@ def tiers(b: Bench):
     log("== (8) tiers: uv straight from a remote pypiproxy vs via a local pypiproxy chained to it")
     base = next(t for t in b.targets if t.name == "pypiproxy")
     base.stop()
-    remote = PyPIProxy(b.lab, name="tier-remote", sticky_port=True)
-    remote.venv = base.venv
+    remote = PyPIProxy(b.lab, name="tier-remote", sticky_port=True, venv=base.venv)
     try:
         for rtt in b.args.rtts:
             res = b.results["tiers"].setdefault(str(rtt), {})
             remote.reset()
             relay = Relay(b.work, remote.port, rtt, b.procs)
             local = PyPIProxy(b.lab, upstream="http://127.0.0.1:%d/simple/" % relay.port, name="tier-local",
-                              sticky_port=True)
-            local.venv = base.venv
+                              sticky_port=True, venv=base.venv)
             try:
                 for i in range(b.args.runs):
                     label = "rtt %g ms #%d" % (rtt, i + 1)
@@ -218,6 +218,46 @@ def tiers(b: Bench):
                 res[k + "_median"] = median(res[k])
 
 
-# In the order they run and are reported (--only picks among them).
+def expired(b: Bench):
+    """(9) a warm local tier behind the slowest link of --rtts, every page expired
+    (--index-ttl 0) against the same tier within its TTL: stale-while-revalidate answers
+    at once, so the expired install must be as fast as the warm one."""
+    if "pypiproxy" not in [t.name for t in b.targets]:
+        log("== (9) expired pages: skipped (pypiproxy is not running)")
+        return
+    rtt = max(b.args.rtts)
+    log("== (9) a warm local tier behind a %g ms link: pages within their TTL, then all expired" % rtt)
+    base = next(t for t in b.targets if t.name == "pypiproxy")
+    base.stop()
+    remote = PyPIProxy(b.lab, name="swr-remote", venv=base.venv)
+    relay = local = None
+    try:
+        remote.reset()
+        relay = Relay(b.work, remote.port, rtt, b.procs)
+        local = PyPIProxy(b.lab, upstream="http://127.0.0.1:%d/simple/" % relay.port, name="swr-local",
+                          venv=base.venv)
+        local.reset()
+        b.uv_install(local.index_url, "fill both tiers (discarded)")
+        for i in range(b.args.runs):
+            # Both restarted, so that both read their pages from the disk cache.
+            for label, args in (("warm", ()), ("expired", ("--index-ttl", "0"))):
+                local.stop()
+                local.args = args
+                local.start()
+                b.record(base, "swr_%s_s" % label, b.uv_install(local.index_url, "%s #%d" % (label, i + 1)))
+            _, body, _ = http_get("http://127.0.0.1:%d/+stats" % local.port)
+            b.record(base, "swr_revalidations", json.loads(body).get("stale_while_revalidate", 0))
+    except Exception as e:  # noqa: BLE001
+        b.fail(local or remote, "expired", e)
+    finally:
+        for process in (local, relay, remote):
+            if process is not None:
+                process.stop()
+
+
+# In the order they run and are reported (--only picks among them); the last four are scale.py's.
 SECTIONS = MappingProxyType({"install": install, "bigfile": bigfile, "pages": pages,
-                             "herd": herd, "tiers": tiers})
+                             "herd": herd, "tiers": tiers, "expired": expired,
+                             "list": cold_list, "curves": curves, "logging": logging_rate, "accel": accel})
+# Names --only takes for several sections at once.
+GROUPS = MappingProxyType({"scale": ("list", "curves", "logging", "accel")})

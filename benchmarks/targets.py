@@ -128,15 +128,20 @@ class Direct(Target):
 class PyPIProxy(Target):
     name = "pypiproxy"
 
-    def __init__(self, lab: Lab, upstream=None, name=None, sticky_port=False):
+    def __init__(self, lab: Lab, upstream=None, name=None, sticky_port=False, venv=None, args=(), access_log=True):
+        """args: more options of pypiproxy's; access_log: --access-log to a file of its own
+        (as nginx's is: see the README), else the default (the server's log)."""
         if name:
             self.name = name
         super().__init__(lab)
         self._upstream = upstream
         self.sticky_port = sticky_port
+        self.venv = venv
+        self.args = tuple(args)
+        self.access_log = access_log
 
     def prepare(self):
-        self.venv = self.lab.venvs.pypiproxy()
+        self.venv = self.venv or self.lab.venvs.pypiproxy()
 
     @property
     def upstream(self):
@@ -145,9 +150,8 @@ class PyPIProxy(Target):
     def _start(self):
         self.proc = self.lab.procs.start(
             [self.venv / "bin/twistd", "-n", "--pidfile=", "pypiproxy", "--listen", "tcp:%d:interface=127.0.0.1" % self.port,
-             "--upstream", self.upstream, "--cache-dir", self.cache,
-             # Access log on, in a file of its own (as nginx's is): see the README.
-             "--access-log", str(self.work / ("access-%d.log" % self.port))],
+             "--upstream", self.upstream, "--cache-dir", self.cache, *self.args,
+             *(("--access-log", self.work / ("access-%d.log" % self.port)) if self.access_log else ())],
             self.logfile(), cwd=self.work)
         wait_http("http://127.0.0.1:%d/+health" % self.port, 30, self.proc, ok=lambda s: s == 200)
 

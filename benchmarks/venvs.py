@@ -45,8 +45,9 @@ class Venvs:
     """The virtualenvs of one run: data is DATA_DIR, tmp a scratch dir (tmpfs),
     meta the run's metadata."""
 
-    def __init__(self, data: Path, tmp: Path, procs: Processes, meta: dict):
+    def __init__(self, data: Path, tmp: Path, procs: Processes, meta: dict, tree: Path = REPO):
         self.data, self.tmp, self.procs = data, tmp, procs
+        self.tree = tree  # the pypiproxy source measured: this repo, or another checkout
         self._pypiproxy = None
         self.meta = meta  # gets what was measured: pypiproxy's source hash and git HEAD
 
@@ -62,24 +63,24 @@ class Venvs:
         return ensure_venv(self.data / "venvs" / name, PEER_PACKAGES[name], self.procs)
 
     def pypiproxy(self) -> Path:
-        """A non-editable install of the repo this script lives in, in its own venv.
-        The repo is copied first so that the build leaves nothing in it."""
+        """A non-editable install of the tree (this repo unless told), in its own venv.
+        The tree is copied first so that the build leaves nothing in it."""
         if self._pypiproxy:
             return self._pypiproxy
         venv = self.data / "venvs" / "pypiproxy"
         src = self.tmp / "pypiproxy-src"
-        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        shutil.copytree(self.tree, src, ignore=shutil.ignore_patterns(
             ".git", "build", "dist", "*.egg-info", "__pycache__", ".venv", "venv", "benchmarks"))
         h = hashlib.sha256()
         for f in sorted(src.rglob("*")):
             if f.is_file():
                 h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes())
         self.meta["pypiproxy_source_sha256"] = h.hexdigest()[:16]
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        head = subprocess.run(["git", "-C", str(self.tree), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True)
         self.meta["pypiproxy_git_head"] = head.stdout.strip() or None
         ensure_venv(venv, ["setuptools>=68", "wheel"], self.procs, marker_extra="base")
-        log("installing pypiproxy from %s (non-editable)" % REPO)
+        log("installing pypiproxy from %s (non-editable)" % self.tree)
         pip = [venv / "bin/python", "-m", "pip", "--disable-pip-version-check"]
         wheels = self.tmp / "pypiproxy-wheel"
         self.procs.run(pip + ["wheel", "-q", "--no-deps", "-w", wheels, src], timeout=600)
