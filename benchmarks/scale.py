@@ -137,7 +137,8 @@ def cold_list(b: Bench):
             load = b.clients.load(root, ["simple"], 4, b.args.duration, headers={"Accept-Encoding": "gzip"})
             b.results["scale"]["list"] = dict(
                 names=body.count(b"<a href="), total_s=round(total, 2), slowest_health_ms=round(slowest * 1000, 1),
-                health_samples=sampler.samples, health_failures=sampler.failures, rss_before_mb=round(before), peak_rss_mb=round(peak),
+                health_samples=sampler.samples, health_failures=sampler.failures,
+                rss_before_mb=round(before), peak_rss_mb=round(peak),
                 warm_gzip_req_s=round(load["rps"], 1), warm_errors=load["errors"] + load["non2xx"])
             log(f"  {b.results['scale']['list']}")
         except Exception as e:  # noqa: BLE001
@@ -238,8 +239,8 @@ def logging_rate(b: Bench):
         log(f"  {rows}")
 
 
-def write_big(root: Path, mib: int) -> tuple[str, str]:
-    """A wheel of mib MiB of random bytes in root/files and its page: its name and sha256."""
+def write_big(root: Path, mib: int) -> str:
+    """A wheel of mib MiB of random bytes in root/files and its page: its name."""
     data = os.urandom(1024 * 1024)
     (root / "files").mkdir(exist_ok=True)
     big = root / "files" / "bigfile-1.0-py3-none-any.whl"
@@ -251,7 +252,7 @@ def write_big(root: Path, mib: int) -> tuple[str, str]:
     page = root / "simple" / "bigfile"
     page.mkdir(parents=True, exist_ok=True)
     (page / "index.html").write_text(f'<a href="../../files/{big.name}#sha256={digest.hexdigest()}">{big.name}</a>\n')
-    return big.name, digest.hexdigest()
+    return big.name
 
 
 def accel(b: Bench):
@@ -261,7 +262,7 @@ def accel(b: Bench):
     if not measured(b):
         return
     with synthetic_index(b, "scale-accel") as nginx:
-        filename, _ = write_big(nginx.root, mib)
+        filename = write_big(nginx.root, mib)
         t = proxy(b, nginx, "scale-accel", "--accel-redirect", ACCEL_PREFIX)
         front, front_port = None, free_port()
         try:
@@ -270,12 +271,13 @@ def accel(b: Bench):
             href = re.search(rb'href="([^"#]+)', page).group(1).decode()
             path = "files/" + href.split("files/", 1)[1]
             http_get(root_of(t) + path, timeout=300)  # cold: now cached
-            # The nginx side of --accel-redirect, as etc/nginx-cache.conf has it.
+            # The nginx side of --accel-redirect, the location of etc/nginx-lb.conf's.
             front = Nginx(nginx.root, b.work, b.procs, name="scale-front-nginx", extra=(
                 "server { listen 127.0.0.1:%d;\n"
                 "  location / { proxy_pass %s; proxy_buffering off; proxy_http_version 1.1;\n"
                 "    proxy_set_header Connection \"\"; }\n"
-                "  location %s/ { internal; alias %s/; etag off; add_header ETag $upstream_http_etag; }\n}\n"
+                "  location %s/ { internal; alias %s/; etag off; types { }\n"
+                "    default_type application/octet-stream; add_header ETag $upstream_http_etag; }\n}\n"
                 % (front_port, root_of(t), ACCEL_PREFIX, t.cache)))
             front.start()
             want = mib * 1024 * 1024
