@@ -134,7 +134,8 @@ def cold_list(b: Bench):
             if status != 200:
                 raise RuntimeError(f"GET /simple/ -> {status}")
             peak = t.peak_mb()
-            load = b.clients.load(root, ["simple"], 4, b.args.duration, headers={"Accept-Encoding": "gzip"}, threads=1)
+            load = b.clients.load(root, ["simple"], 4, b.args.duration, headers={"Accept-Encoding": "gzip"},
+                                  threads=1)
             b.results["scale"]["list"] = dict(
                 names=body.count(b"<a href="), total_s=round(total, 2), slowest_health_ms=round(slowest * 1000, 1),
                 health_samples=sampler.samples, health_failures=sampler.failures,
