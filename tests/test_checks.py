@@ -114,3 +114,44 @@ async def test_hostile_pages_are_a_502_or_the_stale_copy_never_a_500(make_proxy,
     for suffix, headers in (("", {}), ("", {"Range": "bytes=0-9"}), (".metadata", {})):
         response, _ = await proxy.get(path + suffix, headers)
         assert response.code < 500
+
+
+class _Answer:
+    """What UpstreamClient.get_page answers: a 200 with a content type."""
+
+    code = 200
+    url = "http://127.0.0.1:1/simple/big/"
+
+    def header(self, name: str) -> str | None:
+        return {"Content-Type": "text/html"}.get(name)
+
+
+class _Client:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def get_page(self, url, etag=None, last_modified=None):
+        return _Answer(), self.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_big_page_is_checked_in_the_thread_it_is_parsed_in():
+    # Checking each entry of a 10,000-file page stalled the reactor for ~0.5 s when it ran there.
+    from twisted.internet import defer
+
+    from pypiproxy.upstream.index import INLINE_PARSE_LIMIT, fetch_project
+
+    anchors = [f'<a href="/files/big-1.{i}.0.tar.gz">big-1.{i}.0.tar.gz</a>' for i in range(2000)]
+    body = ("\n".join(anchors + ['<a href="/files/x">readme.txt</a>'])).encode()
+    assert len(body) > INLINE_PARSE_LIMIT
+    in_thread = []
+
+    def to_thread(function, *args):
+        result = function(*args)
+        in_thread.append(result)
+        return defer.succeed(result)
+
+    fetched = await fetch_project(_Client(body), "http://127.0.0.1:1/simple/", "big", to_thread=to_thread)
+    assert len(fetched.page.files) == 2000 and "readme.txt" not in {e.filename for e in fetched.page.files}
+    (thread_page, dropped), = in_thread
+    assert thread_page.files == fetched.page.files and dropped["not a wheel or sdist"] == 1
