@@ -10,10 +10,9 @@ import zlib
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
+from support.fakeindex import serving
 from support.waiting import wait_until
 from pypiproxy.upstream import UpstreamError
 from pypiproxy.upstream.bounded import STEP, BoundedDecoder, PageTooLarge
@@ -86,13 +85,8 @@ class Switchable(Resource):
 
 @pytest_twisted.async_yield_fixture()
 async def switchable():
-    upstream = Switchable()
-    site = Site(upstream)
-    site.noisy = False
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
-    upstream.url = f"http://127.0.0.1:{port.getHost().port}/simple/"
-    yield upstream
-    await port.stopListening()
+    async with serving(Switchable()) as upstream:
+        yield upstream
 
 
 @pytest_twisted.ensureDeferred

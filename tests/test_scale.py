@@ -15,6 +15,7 @@ from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from support.fakeindex import serving
 from support.clients import get
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -61,13 +62,8 @@ class Pages(Resource):
 
 @pytest_twisted.async_yield_fixture()
 async def pages_upstream():
-    upstream = Pages()
-    site = Site(upstream)
-    site.noisy = False
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
-    upstream.url = f"http://127.0.0.1:{port.getHost().port}/simple/"
-    yield upstream
-    await port.stopListening()
+    async with serving(Pages()) as upstream:
+        yield upstream
 
 
 class HealthSampler:

@@ -16,7 +16,8 @@ import re
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -815,3 +816,18 @@ class FakeIndex:
             ex.later(0.02, ex.abort)
         else:
             ex.later(0.01, self._abort_when_flushed, ex, budget - 0.01)
+
+
+@asynccontextmanager
+async def serving(upstream: Any) -> AsyncIterator[Any]:
+    """A hand-made upstream resource served on 127.0.0.1, its ``url`` set to the Simple API root."""
+    from twisted.internet import reactor
+
+    site = Site(upstream)
+    site.noisy = False
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    upstream.url = f"http://127.0.0.1:{port.getHost().port}/simple/"
+    try:
+        yield upstream
+    finally:
+        await port.stopListening()
