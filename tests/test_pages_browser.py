@@ -97,6 +97,7 @@ async def test_search_in_the_browser_finds_a_private_and_a_cached_project(browse
         box = browser.css("#q-big")[0]
         box.send_keys("widget")
         box.send_keys(Keys.ENTER)
+        browser.wait_url(proxy.root_url + "+search?q=widget")
         return [(li.find_element("css selector", "a").text, li.find_element("css selector", ".badge").text.lower())
                 for li in browser.css("ol.results li")]
 
@@ -107,7 +108,12 @@ async def test_search_in_the_browser_finds_a_private_and_a_cached_project(browse
     await in_thread(browser.screenshot, "search")
 
     # A result leads to the project's page.
-    await in_thread(lambda: browser.css("ol.results li a")[0].click())
+
+    def follow_first_result() -> None:
+        browser.css("ol.results li a")[0].click()
+        browser.wait_url(proxy.root_url + "project/corp-widget/")
+
+    await in_thread(follow_first_result)
     assert browser.driver.current_url == proxy.root_url + "project/corp-widget/"
     assert "The company's widgets" in browser.text()
     await in_thread(browser.screenshot, "project-private")

@@ -61,7 +61,7 @@ async def test_an_owner_yanks_a_version_on_its_page_and_real_pip_skips_it(browse
         form = browser.css("#v2\\.0 form.manage")[0]
         form.find_element("css selector", "input[name=reason]").send_keys("eats data")
         form.find_element("css selector", "button").click()
-        browser.wait_for(lambda driver: driver.current_url.endswith("#v2.0"))
+        browser.wait_for(lambda driver: "Yanked: eats data" in browser.wait_css("#v2\\.0")[0].text)
 
     await in_thread(yank)
     assert browser.driver.current_url == proxy.root_url + "project/corp-tool/#v2.0"
@@ -87,7 +87,7 @@ async def test_a_token_made_on_the_tokens_page_uploads_with_twine_until_revoked_
     def create() -> str:
         browser.css("#description")[0].send_keys("CI of corp-app")
         browser.css("form.create-token button")[0].click()
-        return browser.css("#new-token")[0].text
+        return browser.wait_css("#new-token")[0].text
 
     secret = await in_thread(create)
     assert secret.startswith("pypx-")
@@ -102,7 +102,12 @@ async def test_a_token_made_on_the_tokens_page_uploads_with_twine_until_revoked_
     token_id = secret.split("-")[1]
     assert "CI of corp-app" in browser.css(f"#token-{token_id}")[0].text
     await in_thread(browser.screenshot, "tokens")
-    await in_thread(lambda: browser.css(f"#token-{token_id} form.revoke button")[0].click())
+
+    def revoke() -> None:
+        browser.css(f"#token-{token_id} form.revoke button")[0].click()
+        browser.wait_for(lambda driver: not browser.css(f"#token-{token_id}"))
+
+    await in_thread(revoke)
     assert browser.driver.current_url == proxy.root_url + "+tokens"
     assert "You have no tokens." in browser.text()
 

@@ -59,9 +59,21 @@ class Browser:
 
     def wait_for(self, condition, timeout: float = 30.0):
         """Wait until ``condition(driver)`` is true (a form's POST and its redirect take a moment)."""
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout).until(condition)
+        # An element found on the page being left goes stale: that is "not yet", not a failure.
+        return WebDriverWait(self.driver, timeout,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(condition)
+
+    def wait_css(self, selector: str, timeout: float = 30.0):
+        """The elements matching ``selector`` once there are any: a click that submits a form
+        returns before the next page has loaded, so what it shows has to be waited for."""
+        return self.wait_for(lambda driver: self.css(selector), timeout)
+
+    def wait_url(self, url: str, timeout: float = 30.0) -> None:
+        """Wait until the browser is on ``url`` (a link or a form followed, its redirect done)."""
+        self.wait_for(lambda driver: driver.current_url == url, timeout)
 
     def text(self) -> str:
         from selenium.webdriver.common.by import By
