@@ -13,7 +13,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from pypiproxy.config import parse_upstream
-from pypiproxy.upstream import ConnectGuard, DowngradeRefused, InternalAddressRefused, address_class
+from pypiproxy.upstream import (
+    ConnectGuard, DowngradeRefused, InternalAddressRefused, UpstreamClient, address_class, fetch_project,
+)
 from pypiproxy.upstream.guard import NoDowngradeRedirects
 
 from support.cache import file_path
@@ -103,3 +105,29 @@ async def test_https_redirects_to_http_are_refused():
     with pytest.raises(DowngradeRefused):
         await NoDowngradeRedirects(agent).request(b"GET", b"https://127.0.0.1:1/simple/x/")
     assert agent.asked == [b"https://127.0.0.1:1/simple/x/"]  # the http URL was never asked
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_address_the_guard_chose_is_connected_to_without_resolving_it_again(fake_index, wheels):
+    """The guard has the addresses already: a resolver asked once more per connection would be
+    a trip through the reactor's thread pool, queued behind every download's disk writes."""
+    asked: list[str] = []
+
+    class Recording:
+        def __init__(self, resolver) -> None:
+            self.resolver = resolver
+
+        def resolveHostName(self, receiver, hostName, *args, **kwargs):
+            asked.append(hostName)
+            return self.resolver.resolveHostName(receiver, hostName, *args, **kwargs)
+
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    previous = reactor.installNameResolver(Recording(reactor.nameResolver))
+    client = UpstreamClient(reactor, [parse_upstream(fake_index.url)], timeout=10)
+    try:
+        fetched = await fetch_project(client, fake_index.url, "demo")
+        assert [f.filename for f in fetched.page.files] == [wheels.wheel("demo", "1.0").filename]
+        assert asked == []
+    finally:
+        reactor.installNameResolver(previous)
+        await client.close()

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from twisted.internet import defer, ssl
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.web import client as webclient
@@ -66,7 +66,11 @@ class _Guarded:
         return await self._endpoint(addresses[-1]).connect(factory)
 
     def _endpoint(self, address: str) -> IStreamClientEndpoint:
-        return HostnameEndpoint(self._reactor, address, self._port, timeout=self._timeout)
+        # An address, not a name: a HostnameEndpoint would resolve it again, in the reactor's
+        # thread pool, queued behind the disk writes of every download in progress (a cold
+        # HEAD took 10 ms instead of 7 with 100 downloads running).
+        tcp = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
+        return tcp(self._reactor, address, self._port, timeout=self._timeout)
 
 
 @implementer(IStreamClientEndpoint)
