@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.web.client import ResponseNeverReceived
 
 from pypiproxy.upstream import READ_SIZE
-from support.cache import cached_files, file_path, temporaries
+from support.cache import cached_files, file_path, no_temporaries_left
 from support.clients import timed_get
 from support.fakeindex import FakeIndex
 
@@ -77,7 +77,8 @@ async def test_disk_full_while_caching_aborts_cleanly_and_the_server_keeps_servi
             assert timer.received < len(big.data)
         else:
             assert response.code == 502
-    assert cached_files(proxy.cache_dir) == {} and temporaries(proxy.cache_dir) == []
+    assert cached_files(proxy.cache_dir) == {}
+    await no_temporaries_left(proxy.cache_dir)
 
     monkeypatch.undo()
     response, body = await proxy.get(await file_path(proxy, "small", small.filename))
@@ -111,7 +112,8 @@ async def test_a_stalled_disk_pauses_the_upstream_without_timing_it_out(make_pro
     assert proxy.stats["upstream_pauses"] >= 1
     # Memory stays bounded: reading stops near the limit (a read under way still lands).
     assert max(backlogs) <= files.MAX_BACKLOG + 2 * READ_SIZE
-    assert cached_files(proxy.cache_dir) and temporaries(proxy.cache_dir) == []
+    assert cached_files(proxy.cache_dir)
+    await no_temporaries_left(proxy.cache_dir)
 
 
 @pytest_twisted.ensureDeferred

@@ -11,7 +11,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.protocol import Protocol
 from twisted.web.client import ResponseNeverReceived
 
-from support.cache import cached_files, file_path, temporaries
+from support.cache import cached_files, file_path, no_temporaries_left
 from support.clients import header, timed_get
 from support.waiting import wait_until
 
@@ -154,7 +154,7 @@ async def test_broken_download_aborts_every_client_and_caches_nothing(proxy, fak
             assert timer.failed is not None, "a broken download must not end as a clean response"
             assert timer.received < built.size
     assert cached_files(proxy.cache_dir) == {}
-    assert temporaries(proxy.cache_dir) == []
+    await no_temporaries_left(proxy.cache_dir)
     if behaviour == "wrong-hash":
         assert proxy.stats["hash_mismatches"] >= 1  # a late client may have tried anew
     # The next request tries again (and, with the upstream mended, succeeds).
@@ -176,7 +176,8 @@ async def test_upstream_file_error_is_502_and_hang_is_cut_off(make_proxy, fake_i
     response, timer, _ = await timed_get(proxy, await file_path(proxy, "hanging", hanging.filename))
     assert timer.failed is not None
     assert reactor.seconds() - started < 4
-    assert cached_files(proxy.cache_dir) == {} and temporaries(proxy.cache_dir) == []
+    assert cached_files(proxy.cache_dir) == {}
+    await no_temporaries_left(proxy.cache_dir)
 
 
 @pytest_twisted.ensureDeferred

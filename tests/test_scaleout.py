@@ -23,7 +23,7 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 
-from support.cache import cached_files, temporaries
+from support.cache import cached_files, no_temporaries_left
 from support.clients import get, multipart_form, pip_install, uv_install
 from support.processes import REPO, free_port, stop_process
 from support.waiting import block_until, wait_until
@@ -236,7 +236,7 @@ async def test_two_processes_on_one_cache_dir_behind_nginx(twistd, fake_index, w
         # nginx sends a URL to one process; only the direct requests make a second download.
         assert 1 <= fake_index.count(wheel.filename, "GET") <= 2, wheel.filename
     assert set(verify_store(cache_dir)) == set(expected)
-    assert temporaries(cache_dir) == []
+    await no_temporaries_left(cache_dir)
     stats = [json.loads((await threads.deferToThread(get, p.root_url + "+stats"))[2]) for p in (a, b)]
     assert sum(s["cache_misses"] for s in stats) <= 10  # at most one download per file and process
     assert sum(s["download_joins"] for s in stats) > 0  # the others joined one
@@ -290,7 +290,7 @@ async def test_two_processes_on_one_cache_dir_behind_nginx(twistd, fake_index, w
         fetch_sha256, f"{b.root_url}files/corp-big/{big.sha256}/{big.filename}"
     )
     assert (status, digest) == (200, big.sha256)
-    assert temporaries(cache_dir) == []
+    await no_temporaries_left(cache_dir)
 
 
 @pytest_twisted.ensureDeferred

@@ -6,11 +6,12 @@ import gzip
 import hashlib
 import json
 import re
+from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import defer, reactor, threads
 from twisted.internet.task import deferLater
 
 from support.cache import file_path
@@ -410,3 +411,27 @@ async def test_an_old_pip_reads_our_json_pages_with_core_metadata(proxy, fake_in
     ])  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert (target / "app").is_dir() and (target / "dep").is_dir()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cold_page_is_answered_before_it_is_on_disk(memory, memory_index, wheels):
+    """A fetched page is written to disk behind the answer: no client waits for the disk."""
+    held: list[defer.Deferred] = []
+
+    def to_thread(function, *args):
+        if any(isinstance(a, Path) and a.parent.name == "pages" for a in args):
+            gate: defer.Deferred = defer.Deferred()
+            held.append(gate)
+            return gate.addCallback(lambda _: threads.deferToThread(function, *args))
+        return threads.deferToThread(function, *args)
+
+    built = wheels.wheel("demo", "1.0")
+    memory_index.add("demo", built)
+    proxy = memory.proxy(memory_index.url, to_thread=to_thread)
+    response, body = await proxy.get("simple/demo/")
+    assert response.code == 200 and built.filename.encode() in body
+    stored = proxy.cache_dir / "pages" / "demo.json"
+    assert len(held) == 1 and not stored.exists()
+    held[0].callback(None)
+    await wait_until(stored.exists, what="the page on disk")
+    assert json.loads(stored.read_text())["page"]["name"] == "demo"

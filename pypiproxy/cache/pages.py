@@ -158,6 +158,7 @@ class PageCache:
         self._memory: OrderedDict[str, CachedPage] = OrderedDict()
         self._not_found: dict[str, float] = {}
         self._fetches = Coalescer()
+        self._writing: dict[str, defer.Deferred[None]] = {}  # the last disk write of each page
         directory.mkdir(parents=True, exist_ok=True)
 
     # Project pages -------------------------------------------------------------------
@@ -210,8 +211,11 @@ class PageCache:
         return ()
 
     async def held_names(self) -> tuple[str, ...]:
-        """The names whose pages are on disk (listed in a thread: there may be many)."""
-        return await self._to_thread(self._held_names)
+        """The names whose pages we hold: on disk (listed in a thread: there may be many), or
+        still on their way there."""
+        writing = set(self._writing)  # taken first: one may be written while we list
+        on_disk = await self._to_thread(self._held_names)
+        return tuple(sorted(writing.union(on_disk))) if writing else on_disk
 
     def _held_names(self) -> tuple[str, ...]:  # in a thread
         try:
@@ -257,7 +261,7 @@ class PageCache:
                 conditional.retry_at = 0.0
                 # Rendered anew once a TTL: metadata another process extracted shows then.
                 conditional._rendered = None
-                await self._save(name, conditional)
+                self._save(name, conditional)
                 return conditional
             fresh = CachedPage(
                 page=fetched.page,
@@ -266,7 +270,7 @@ class PageCache:
                 etag=fetched.etag,
                 last_modified=fetched.last_modified,
             )
-            await self._save(name, fresh)
+            self._save(name, fresh)
             return fresh
         self._not_found.pop(name, None)  # re-inserted last: the dict's order is their age
         self._not_found[name] = self._clock.seconds() + min(self._ttl, NOT_FOUND_TTL)
@@ -282,7 +286,10 @@ class PageCache:
 
     async def _load(self, name: str) -> CachedPage | None:
         """The stored page, read and parsed in a thread (a page may hold thousands of files)."""
-        cached = await self._to_thread(self._read, self._path(name))
+        path = self._path(name)
+        if not path.exists():
+            return None  # a cold page: one stat here rather than a trip to a thread and back
+        cached = await self._to_thread(self._read, path)
         if cached is not None:
             self._remember(name, cached)
         return cached
@@ -297,13 +304,30 @@ class PageCache:
     def _write(self, path: Path, cached: CachedPage) -> None:  # in a thread
         self._store.write(path, json.dumps(cached.to_storage(), separators=(",", ":")).encode())
 
-    async def _save(self, name: str, cached: CachedPage) -> None:
+    def _save(self, name: str, cached: CachedPage) -> None:
+        """Held in memory at once and written to disk behind the answer: no client waits for
+        the disk (0.6 ms of a cold page's 4.4 ms here). Writes of one page keep their order."""
         self._remember(name, cached)
-        try:
-            await self._to_thread(self._write, self._path(name), cached)
-        except OSError as e:
-            # A full disk must not stop us answering: the page is served from memory.
-            log.warn("could not store the page of {project}: {error}", project=name, error=str(e))
+        path = self._path(name)
+
+        def write(_: object = None) -> defer.Deferred[None]:
+            return self._to_thread(self._write, path, cached)
+
+        def failed(failure: Failure) -> None:
+            if failure.check(OSError):
+                # A full disk must not stop us answering: the page is served from memory.
+                log.warn("could not store the page of {project}: {error}", project=name, error=str(failure.value))
+            else:
+                log.failure("storing the page of {project} broke", failure, project=name)
+
+        def written(_: object) -> None:
+            if self._writing.get(name) is writing:
+                del self._writing[name]
+
+        before = self._writing.get(name)
+        writing = (before.addCallback(write) if before is not None else write()).addErrback(failed)
+        writing.addCallback(written)
+        self._writing[name] = writing
 
     def _remember(self, name: str, cached: CachedPage) -> None:
         self._memory[name] = cached
@@ -313,6 +337,13 @@ class PageCache:
 
     def _forget(self, name: str) -> None:
         self._memory.pop(name, None)
+        writing = self._writing.get(name)
+        if writing is not None:  # removed once it is there, not before
+            writing.addCallback(lambda _: self._unlink(name))
+        else:
+            self._unlink(name)
+
+    def _unlink(self, name: str) -> None:
         try:
             self._path(name).unlink()
         except FileNotFoundError:

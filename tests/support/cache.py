@@ -9,8 +9,9 @@ from urllib.parse import urljoin
 from pypiproxy.private import PrivateStore, check_distribution
 
 from .builders import Built
+from .waiting import wait_until
 
-__all__ = ["add_private", "cached_files", "file_path", "temporaries"]
+__all__ = ["add_private", "cached_files", "file_path", "no_temporaries_left", "temporaries"]
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -24,6 +25,13 @@ def cached_files(cache_dir: Path) -> dict[str, bytes]:
 def temporaries(cache_dir: Path) -> list[Path]:
     """The temporary files of every process that uses the directory (downloads, uploads)."""
     return sorted(path for path in (cache_dir / "tmp").glob("*/*"))
+
+
+async def no_temporaries_left(cache_dir: Path) -> None:
+    """Wait until no temporary is left: pages and extracted METADATA are written behind the
+    answers, so one may still be on its way for a moment; a leftover fails after the bound."""
+    await wait_until(lambda: temporaries(cache_dir) == [],
+                     what=lambda: f"the temporaries to go: {temporaries(cache_dir)}")
 
 
 async def file_path(proxy, project: str, filename: str) -> str:

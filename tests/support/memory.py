@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 from treq.testing import RequestTraversalAgent
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -110,12 +110,15 @@ class MemoryNetwork:
         self.indexes.append(index)
         return index
 
-    def proxy(self, *upstreams: str, cache_dir: Path | None = None, **overrides) -> MemoryProxy:
+    def proxy(self, *upstreams: str, cache_dir: Path | None = None, to_thread=threads.deferToThread,
+              **overrides) -> MemoryProxy:
         """A proxy of these upstream URLs (in-memory indexes' ``url``), configured as
-        ``make_proxy``'s are; its cache in a folder of its own unless ``cache_dir`` is given."""
+        ``make_proxy``'s are; its cache in a folder of its own unless ``cache_dir`` is given;
+        its work for threads given to ``to_thread``."""
         directory = cache_dir or self._directory / f"memory{next(self._names)}"
         config = proxy_config(directory, list(upstreams), **overrides)
-        proxy = MemoryProxy(config, build_site(config, self._reactor, upstream_agent=self._upstream_agent))
+        built = build_site(config, self._reactor, upstream_agent=self._upstream_agent, to_thread=to_thread)
+        proxy = MemoryProxy(config, built)
         self.proxies.append(proxy)
         return proxy
 
