@@ -8,7 +8,7 @@ import json
 import sys
 
 import pytest_twisted
-from twisted.internet import threads
+from twisted.internet import defer, threads
 
 from support.builders import Built, dist_name
 from support.cache import JSON, file_path
@@ -129,3 +129,32 @@ async def test_metadata_files_count_towards_the_cache_size(make_proxy, fake_inde
     await wait_until(lambda: proxy.stats["evictions"] >= 1)
     total = sum(p.stat().st_size for p in proxy.store.files.rglob("*") if p.is_file())
     assert total <= limit
+
+
+@pytest_twisted.ensureDeferred
+async def test_metadata_is_extracted_once_no_download_runs_or_at_once_when_asked(proxy, fake_index, wheels):
+    """Extracting METADATA is CPU work (a zip directory read in Python) that the downloads of a
+    cold install would wait for: it waits for them to end. A client asking meanwhile gets it."""
+    quick, asked = wheels.wheel("quick", "1.0"), wheels.wheel("asked", "1.0")
+    slow = wheels.wheel("slow", "1.0", extra_bytes=200_000)
+    for built in (quick, asked):
+        fake_index.add(built.name, built, metadata=False)
+    fake_index.add("slow", slow, behaviour="slow", metadata=False)
+    fake_index.slow_chunks, fake_index.slow_delay = 10, 0.3  # about 3 s for the whole file
+    paths = {built.name: await file_path(proxy, built.name, built.filename) for built in (quick, asked, slow)}
+
+    slow_download = defer.ensureDeferred(proxy.get(paths["slow"]))
+    await wait_until(lambda: fake_index.count(slow.filename) == 1, what="the slow download to start")
+    for built in (quick, asked):
+        response, body = await proxy.get(paths[built.name])
+        assert response.code == 200 and body == built.data
+    response, body = await proxy.get(paths["asked"] + ".metadata")
+    assert response.code == 200 and body == asked.metadata
+    assert not slow_download.called  # still running, so:
+    assert not proxy.store.metadata_path(quick.sha256).exists()
+
+    response, body = await slow_download
+    assert response.code == 200 and body == slow.data
+    await wait_until(lambda: all(proxy.store.metadata_path(b.sha256).exists() for b in (quick, slow)),
+                     what="the METADATA of both to be extracted")
+    assert proxy.store.metadata_path(quick.sha256).read_bytes() == quick.metadata

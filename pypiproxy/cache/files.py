@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from twisted.internet import defer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..interfaces import IFiles, IFileSource, ISourceObserver
@@ -24,6 +26,8 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 # their socket for a moment) catch up from memory rather than from the file; shared by
 # the downloads in progress, so many at once do not add up.
 RETAIN = 8 * 1024 * 1024
+
+log = Logger()
 
 
 class NotCached(UpstreamError):
@@ -86,6 +90,9 @@ class FileCache:
         self._to_thread = to_thread
         self._budget = budget  # told of every use
         self._downloads: dict[str, Download] = {}
+        # Wheels whose METADATA is to be copied beside them once no download runs.
+        self._to_extract: deque[str] = deque()
+        self._extracting = False
 
     @property
     def metadata_generation(self) -> int:
@@ -126,17 +133,45 @@ class FileCache:
             key, entry, self.store, self._stats, self._retain_each, self._to_thread
         )
         finished = defer.ensureDeferred(download.run(self._client))
-        finished.addBoth(lambda _: self._downloads.pop(key, None))
+        finished.addBoth(self._download_ended, key)
         if self._budget is not None:
             budget = self._budget
             download.when_done().addCallback(lambda _: budget.used(key, download.written)).addErrback(
                 lambda _: None
             )
         if entry.filename.endswith(".whl") and not entry.has_metadata:
-            download.when_done().addCallback(
-                lambda _: defer.ensureDeferred(self._metadata.extract(key))
-            ).addCallback(lambda data: self._count_metadata(key, data)).addErrback(lambda _: None)
+            download.when_done().addCallback(self._extract_later, key).addErrback(lambda _: None)
         return download
+
+    def _extract_later(self, _: object, key: str) -> None:
+        self._to_extract.append(key)
+        self._extract_next()
+
+    def _download_ended(self, result: object, key: str) -> object:
+        self._downloads.pop(key, None)
+        self._extract_next()
+        return result
+
+    def _extract_next(self) -> None:
+        """Copy the METADATA of the wheels downloaded meanwhile beside them, one at a time,
+        while no download runs: it is CPU work (a zip directory read in Python) that a cold
+        install's downloads would otherwise wait for; a client asking for a ``.metadata``
+        before gets it extracted at once (``metadata``)."""
+        if self._extracting or self._downloads or not self._to_extract:
+            return
+        key = self._to_extract.popleft()
+        if self._metadata.local(key) is not None:
+            self._extract_next()  # asked for meanwhile
+            return
+        self._extracting = True
+        extracted = defer.ensureDeferred(self._metadata.extract(key))
+        extracted.addCallback(lambda data: self._count_metadata(key, data))
+        extracted.addErrback(lambda failure: log.failure("extracting the METADATA of {key}", failure, key=key))
+        extracted.addBoth(self._extracted)
+
+    def _extracted(self, _: object) -> None:
+        self._extracting = False
+        self._extract_next()
 
     def _count_metadata(self, key: str, data: bytes | None) -> bytes | None:
         """Metadata written beside a file counts towards --max-cache-size too."""
