@@ -325,3 +325,20 @@ async def test_files_arrive_byte_for_byte_whatever_the_content_encoding(proxy, f
         fetches = [r for r in fake_index.requests if r.path.endswith(built.filename)]
         assert [r.headers.get("accept-encoding") for r in fetches] == ["identity"]
     assert proxy.stats["hash_mismatches"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cold_range_the_running_download_brings_at_once_is_answered_from_it(memory_proxy, memory_index, wheels):
+    """As uv reads METADATA on a plain PEP 503 page (no sizes): a HEAD, which starts the
+    download, then the wheel's last bytes, which that download brings at once."""
+    built = wheels.wheel("demo", "1.0", extra_bytes=50_000)
+    memory_index.add("demo", built)
+    anchor = f'<a href="../../files/demo/{built.filename}#sha256={built.sha256}">{built.filename}</a>'
+    memory_index.raw_pages["demo"] = (f"<!DOCTYPE html><html><body>{anchor}</body></html>".encode(), "text/html")
+    path = await file_path(memory_proxy, "demo", built.filename)
+    response, _ = await memory_proxy.get(path, method="HEAD")
+    assert response.code == 200 and header(response, "Content-Length") == str(built.size)
+    response, body = await memory_proxy.get(path, {"Range": "bytes=-16384"})
+    assert response.code == 206 and body == built.data[-16384:]
+    assert memory_proxy.stats["range_passthroughs"] == 0
+    assert [r.headers.get("range") for r in memory_index.requests if r.path.endswith(built.filename)] == [None]

@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import BinaryIO, Callable
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -153,6 +154,7 @@ class Download:
         stats: Stats,
         retain: Callable[[], int],
         to_thread: ToThread,
+        clock: IReactorTime,
     ) -> None:
         self.key = key
         self.entry = entry
@@ -171,6 +173,8 @@ class Download:
         self._hashes = known({**entry.hashes, "sha256": key})
         self._state = "starting"
         self._to_thread = to_thread
+        self._clock = clock
+        self._streaming_since = 0.0
         self._observers: set[ISourceObserver] = set()
         self._started: list[defer.Deferred] = []
         self._done: list[defer.Deferred] = []
@@ -193,6 +197,15 @@ class Download:
             # handed on as it arrives.
             return min(self.received, self.length - HOLDBACK)
         return max(0, self.received - HOLDBACK)
+
+    def available_within(self, seconds: float) -> int:
+        """How much readers will likely have ``seconds`` from now, at the rate the file has
+        arrived so far (what they have now, while nothing has arrived)."""
+        available = self.available()
+        if self._state != "streaming" or self.received == 0:
+            return available
+        elapsed = max(self._clock.seconds() - self._streaming_since, 0.001)
+        return available + int(self.received / elapsed * seconds)
 
     def recent(self, offset: int, end: int) -> bytes | None:
         """The bytes from ``offset`` (up to ``end``) of one chunk still held in memory."""
@@ -258,6 +271,7 @@ class Download:
             if response.length is not None:
                 self.length = response.length
             self._state = "streaming"
+            self._streaming_since = self._clock.seconds()
             for d in self._started:
                 d.callback(self)
             self._started.clear()

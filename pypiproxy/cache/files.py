@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -81,6 +82,7 @@ class FileCache:
         stats: Stats,
         metadata: MetadataCache,
         to_thread: ToThread,
+        clock: IReactorTime,
         budget: LRUBudget | None = None,
     ) -> None:
         self.store = store
@@ -88,6 +90,7 @@ class FileCache:
         self._stats = stats
         self._metadata = metadata
         self._to_thread = to_thread
+        self._clock = clock
         self._budget = budget  # told of every use
         self._downloads: dict[str, Download] = {}
         # Wheels whose METADATA is to be copied beside them once no download runs.
@@ -130,7 +133,7 @@ class FileCache:
             raise NotCached(f"{entry.filename} is not cached, and this server asks no upstream")
         self._stats.incr("cache_misses")
         download = self._downloads[key] = Download(
-            key, entry, self.store, self._stats, self._retain_each, self._to_thread
+            key, entry, self.store, self._stats, self._retain_each, self._to_thread, self._clock
         )
         finished = defer.ensureDeferred(download.run(self._client))
         finished.addBoth(self._download_ended, key)

@@ -114,7 +114,7 @@ def build_site(
     budget = None
     if config.max_cache_size is not None:
         budget = LRUBudget(store, config.max_cache_size, stats, reactor, on_evict=metadata.forget)
-    file_cache = FileCache(store, client, stats, metadata, to_thread, budget)
+    file_cache = FileCache(store, client, stats, metadata, to_thread, reactor, budget)
     files = PrivateFiles(GuardedFiles(file_cache, guard, clearance), private)
     tokens = TokenService(team.tokens, team.audit, cache_dir / "team" / "csrf.key", reactor, to_thread)
     root = Root(

@@ -22,6 +22,13 @@ from .http import etag_matches, render_async, upstream_error
 from .producer import FileProducer
 from .ranges import cold_range, parse_range, range_applies
 
+# A cold range the download in progress will likely bring within this many seconds (at its
+# rate so far) is answered from it, not asked of the upstream once more: on loopback that is
+# the rest of most wheels of an install by the time uv asks for their last bytes (a cold
+# install of the benchmark's corpus: 1.28x -> 1.21x the time straight from the upstream).
+# A slow upstream is asked for the range at once, as before.
+WAIT_FOR_DOWNLOAD = 0.05
+
 FILE_CACHE_CONTROL = b"max-age=31536000, immutable"
 
 
@@ -96,7 +103,11 @@ class Files(Resource):
             else:
                 spec, needed = wanted
                 download = self._files.download(key, entry)
-                if needed is None or download.available() < needed:
+                if needed is None and download.length is not None:
+                    # The index gave no size, the upstream's answer did (uv asks a HEAD first).
+                    known = parse_range(request.getHeader(b"range"), download.length)
+                    needed = known[1] if isinstance(known, tuple) else None
+                if needed is None or download.available_within(WAIT_FOR_DOWNLOAD) < needed:
                     # uv reads a wheel's METADATA with ranges near its end: answer those
                     # from the upstream now, while the whole file downloads for later.
                     piped = await self._files.upstream_range(entry, spec)
