@@ -117,6 +117,9 @@ class Coalescer:
     def __init__(self) -> None:
         self._running: dict[str, list[defer.Deferred]] = {}
 
+    def running(self, key: str) -> bool:
+        return key in self._running
+
     def run(self, key: str, operation: Callable[[], Awaitable]) -> defer.Deferred:
         waiter: defer.Deferred = defer.Deferred()
         if key in self._running:
@@ -194,8 +197,13 @@ class PageCache:
 
     def _revalidate(self, name: str, cached: CachedPage) -> None:
         """Stale-while-revalidate: one background request per page, shared by every client
-        meanwhile; a failure keeps the page we have (``_refresh`` says so in the log)."""
+        meanwhile; a failure keeps the page we have (``_refresh`` says so in the log). Its
+        forms are rendered anew once, as it starts: METADATA another process extracted shows
+        from then on."""
         self._stats.incr("stale_while_revalidate")
+        if self._fetches.running(name):
+            return
+        cached._rendered = None
         self._fetches.run(name, lambda: self._refresh(name, cached)).addErrback(self._revalidation_failed, name)
 
     def _revalidation_failed(self, failure: Failure, name: str) -> None:
@@ -259,8 +267,6 @@ class PageCache:
                 self._stats.incr("upstream_page_not_modified")
                 conditional.fetched_at = self._clock.seconds()
                 conditional.retry_at = 0.0
-                # Rendered anew once a TTL: metadata another process extracted shows then.
-                conditional._rendered = None
                 self._save(name, conditional)
                 return conditional
             fresh = CachedPage(
