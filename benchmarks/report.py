@@ -125,6 +125,7 @@ def goals(results: dict, concurrency, herd_clients: int):
     check("warm install / direct <= 1.10", v, v is not None and v <= 1.10, "%.2f" % v if v else "")
     v = r("install_cold_s")
     check("cold install / direct <= 1.30", v, v is not None and v <= 1.30, "%.2f" % v if v else "")
+    check("cold install / direct <= 1.20 (scale)", v, v is not None and v <= 1.20, "%.2f" % v if v else "")
     v = g("big_cold_ttfb_ms")
     check("big file cold TTFB < 50 ms", v, v is not None and v < 50, "%.1f ms" % v if v is not None else "")
     v = r("big_cold_mbps")
@@ -157,8 +158,13 @@ def goals(results: dict, concurrency, herd_clients: int):
     v = cold["peak_rss_mb"] - cold["rss_before_mb"] if cold else None
     check("(S1) RSS growth during the cold list < 40 MB", v, v is not None and v < 40,
           "%s MB (%s -> %s)" % (v, cold.get("rss_before_mb"), cold.get("peak_rss_mb")))
-    v = (scale.get("logging") or {}).get("default_req_s")
+    logging = scale.get("logging") or {}
+    v = logging.get("default_req_s")
     check("(S3) warm page, default logging >= 8000 req/s", v, v is not None and v >= 8000, "%s req/s" % v)
+    # The issue's own figures: 8,000 with the default logging against 8,500 with --access-log.
+    v = v / logging["access_log_req_s"] if v and logging.get("access_log_req_s") else None
+    check("(S3) default logging as cheap as --access-log (>= 8000/8500 of its rate)", v,
+          v is not None and v >= 8000 / 8500, "%.2f of it" % v if v else "")
     a = scale.get("accel") or {}
     v = a["nginx_accel_redirect_mb_s"] / a["nginx_direct_mb_s"] if a.get("nginx_direct_mb_s") else None
     check("(S4) cached big file, nginx + --accel-redirect >= 90% of nginx", v, v is not None and v >= 0.9,

@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 from bench import Bench
-from common import free_port, http_get, log
+from common import free_port, http_get, log, median, wait_http
 from nginx import Nginx
+from processes import Processes
 from targets import PyPIProxy
 
 LIST_NAMES = 750_000
@@ -58,6 +59,28 @@ class HealthSampler(threading.Thread):
         self._halt.set()
         self.join()
         return self.slowest
+
+
+class Floor:
+    """``floor.py`` (a bare Twisted Site with one fixed body) in a process of its own, with the
+    pypiproxy venv's Python: what any page served through twisted.web costs here."""
+
+    def __init__(self, venv: Path, work: Path, body: bytes, content_type: str, procs: Processes) -> None:
+        self.procs = procs
+        self.port = free_port()
+        body_file = work / f"floor-{self.port}.body"
+        body_file.write_bytes(body)
+        script = Path(__file__).resolve().with_name("floor.py")
+        self.proc = procs.start([venv / "bin/python", script, self.port, body_file, content_type],
+                                work / f"floor-{self.port}.log")
+        wait_http(self.root, proc=self.proc)
+
+    @property
+    def root(self) -> str:
+        return "http://127.0.0.1:%d/" % self.port
+
+    def stop(self) -> None:
+        self.procs.stop(self.proc)
 
 
 def write_list(root: Path, count: int) -> None:
@@ -218,25 +241,46 @@ def curves(b: Bench):
 
 
 def logging_rate(b: Bench):
-    """(S3) a warm 10-file page: the default logging against --access-log FILE."""
-    log("== (S3) a warm page's rate: default logging, --access-log FILE")
+    """(S3) a warm 10-file page: the default logging against --access-log FILE, and both
+    against the floor (a bare Twisted Site sending the same bytes), in turn, twice."""
+    log("== (S3) a warm page's rate: default logging, --access-log FILE, a bare Twisted Site")
     if not measured(b):
         return
     with synthetic_index(b, "scale-logging") as nginx:
         write_page(nginx.root, "demo", 10)
         rows = b.results["scale"]["logging"] = {}
-        for label, access_log in (("default", False), ("access_log", True)):
-            t = proxy(b, nginx, f"scale-log-{label}", access_log=access_log)
-            try:
-                t.reset()
-                http_get(root_of(t) + "simple/demo/")
-                load = b.clients.load(root_of(t) + "simple/", ["demo"], 10, b.args.duration, headers={}, threads=1)
-                rows[label + "_req_s"] = round(load["rps"])
-                rows[label + "_p99_ms"] = round(load["p99_ms"], 2)
-            except Exception as e:  # noqa: BLE001
-                b.fail(t, "logging", e)
-            finally:
-                t.stop()
+        runs: dict[str, list[dict]] = {"default": [], "access_log": [], "floor": []}
+        page: tuple[bytes, str] | None = None
+        for _ in range(2):
+            for label, access_log in (("default", False), ("access_log", True)):
+                t = proxy(b, nginx, f"scale-log-{label}", access_log=access_log)
+                try:
+                    t.reset()
+                    _, body, headers = http_get(root_of(t) + "simple/demo/")
+                    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "text/html")
+                    page = body, content_type
+                    runs[label].append(b.clients.load(root_of(t) + "simple/", ["demo"], 10, b.args.duration,
+                                                      headers={}, threads=1))
+                except Exception as e:  # noqa: BLE001
+                    b.fail(t, "logging", e)
+                finally:
+                    t.stop()
+            if page is not None:
+                venv = next(t for t in b.targets if t.name == "pypiproxy").venv
+                floor = Floor(venv, b.work, *page, b.procs)
+                try:
+                    runs["floor"].append(b.clients.load(floor.root + "simple/", ["demo"], 10, b.args.duration,
+                                                        headers={}, threads=1))
+                finally:
+                    floor.stop()
+        for label, loads in runs.items():
+            if loads:
+                rows[label + "_req_s"] = round(median([load["rps"] for load in loads]))
+                rows[label + "_p99_ms"] = round(median([load["p99_ms"] for load in loads]), 2)
+        if rows.get("floor_req_s"):
+            for label in ("default", "access_log"):
+                if label + "_req_s" in rows:
+                    rows[label + "_of_floor"] = round(rows[label + "_req_s"] / rows["floor_req_s"], 3)
         log(f"  {rows}")
 
 
