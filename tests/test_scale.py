@@ -17,6 +17,7 @@ from twisted.web.server import Site
 
 from support.fakeindex import serving
 from support.clients import get
+from support.waiting import wait_until
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
@@ -278,3 +279,30 @@ async def test_an_expired_list_is_answered_at_once_and_a_failing_upstream_keeps_
         await deferLater(reactor, 0.1, lambda: None)
     assert names == ["one", "three"]
     assert proxy.stats["stale_while_revalidate"] >= 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_revalidation_answered_304_only_touches_the_stored_page(make_proxy, fake_index, wheels, tmp_path):
+    """Nothing of a page changes on a 304 but its freshness, kept as the stored file's time:
+    the page (3.5 MB of JSON for 10,000 files) is not written again, and a process that
+    starts on the directory later (or runs beside) takes it for as fresh as it is."""
+    fake_index.add("demo", wheels.wheel("demo", "1.0"))
+    cache_dir = tmp_path / "shared"
+    proxy = await make_proxy(fake_index.url, cache_dir=cache_dir, index_ttl=1.0)
+    await proxy.get("/simple/demo/", {"Accept": JSON})
+    stored = cache_dir / "pages" / "demo.json"
+    await wait_until(stored.exists, what="the page on disk")
+    content, written = stored.read_bytes(), stored.stat().st_mtime
+    await deferLater(reactor, 3.0, lambda: None)  # expired, and long ago for a TTL of 2.5 s
+
+    response, _ = await proxy.get("/simple/demo/", {"Accept": JSON})
+    assert response.code == 200
+    await wait_until(lambda: proxy.stats["upstream_page_not_modified"] == 1 and stored.stat().st_mtime > written,
+                     what="the 304 and its touch")
+    assert stored.read_bytes() == content
+
+    fetches = fake_index.count("/simple/demo/")
+    later = await make_proxy(fake_index.url, cache_dir=cache_dir, index_ttl=2.5)  # fresh by the touch only
+    response, body = await later.get("/simple/demo/", {"Accept": JSON})
+    assert response.code == 200 and len(json.loads(body)["files"]) == 1
+    assert later.stats["stale_while_revalidate"] == 0 and fake_index.count("/simple/demo/") == fetches

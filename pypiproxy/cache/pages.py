@@ -267,7 +267,7 @@ class PageCache:
                 self._stats.incr("upstream_page_not_modified")
                 conditional.fetched_at = self._clock.seconds()
                 conditional.retry_at = 0.0
-                self._save(name, conditional)
+                self._save(name, conditional, self._touch)
                 return conditional
             fresh = CachedPage(
                 page=fetched.page,
@@ -303,21 +303,36 @@ class PageCache:
     @staticmethod
     def _read(path: Path) -> CachedPage | None:  # in a thread
         try:
-            return CachedPage.from_storage(json.loads(path.read_bytes()))
+            cached = CachedPage.from_storage(json.loads(path.read_bytes()))
+            # A revalidation that changed nothing set only the file's time (``_touch``).
+            cached.fetched_at = max(cached.fetched_at, path.stat().st_mtime)
+            return cached
         except (OSError, ValueError, KeyError, TypeError):  # IndexFormatError is a ValueError
             return None
 
     def _write(self, path: Path, cached: CachedPage) -> None:  # in a thread
         self._store.write(path, json.dumps(cached.to_storage(), separators=(",", ":")).encode())
+        os.utime(path, (cached.fetched_at, cached.fetched_at))  # the file's time is its freshness
 
-    def _save(self, name: str, cached: CachedPage) -> None:
-        """Held in memory at once and written to disk behind the answer: no client waits for
-        the disk (0.6 ms of a cold page's 4.4 ms here). Writes of one page keep their order."""
+    def _touch(self, path: Path, cached: CachedPage) -> None:  # in a thread
+        """A 304: only the page's freshness changed, which is the file's time. One system call
+        however big the page (a 10,000-file page is 3.5 MB of JSON to write again)."""
+        try:
+            os.utime(path, (cached.fetched_at, cached.fetched_at))
+        except FileNotFoundError:
+            self._write(path, cached)  # its first write failed, or it was removed since
+
+    def _save(
+        self, name: str, cached: CachedPage, store: Callable[[Path, CachedPage], None] | None = None
+    ) -> None:
+        """Held in memory at once and written to disk (by ``store``: the whole page unless
+        told) behind the answer: no client waits for the disk (0.6 ms of a cold page's 4.4 ms
+        here). Writes of one page keep their order."""
         self._remember(name, cached)
         path = self._path(name)
 
         def write(_: object = None) -> defer.Deferred[None]:
-            return self._to_thread(self._write, path, cached)
+            return self._to_thread(store or self._write, path, cached)
 
         def failed(failure: Failure) -> None:
             if failure.check(OSError):
