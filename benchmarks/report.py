@@ -35,6 +35,7 @@ def report(results: dict, names: list[str], concurrency, herd_clients: int) -> s
         ("swr_warm_s", "(9) slow link, local tier warm: install s", "low"),
         ("swr_expired_s", "(9) slow link, every page expired: install s", "low"),
         ("swr_revalidations", "(9) background revalidations", "high"),
+        ("swr_not_modified", "(9) of them answered 304", "high"),
     ]
 
     def fmt(v):

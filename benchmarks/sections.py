@@ -249,7 +249,9 @@ def expired(b: Bench):
                 b.record(base, "swr_%s_s" % label, b.uv_install(local.index_url, "%s #%d" % (label, i + 1)))
                 if label == "expired":
                     _, body, _ = http_get("http://127.0.0.1:%d/+stats" % local.port)
-                    b.record(base, "swr_revalidations", json.loads(body).get("stale_while_revalidate", 0))
+                    stats = json.loads(body)
+                    b.record(base, "swr_revalidations", stats.get("stale_while_revalidate", 0))
+                    b.record(base, "swr_not_modified", stats.get("upstream_page_not_modified", 0))
     except Exception as e:  # noqa: BLE001
         b.fail(local or remote, "expired", e)
     finally:
