@@ -35,7 +35,8 @@ class Bench:
         self.procs = Processes(tmpdir=self.shm / "tmp")
         self.big_sha256 = None
         self.results: dict = {"meta": {}, "metrics": {}, "runs": {}, "tiers": {}, "scale": {}, "errors": []}
-        self.venvs = Venvs(self.data, self.shm, self.procs, meta=self.results["meta"], tree=Path(args.tree))
+        self.venvs = Venvs(self.data, self.shm, self.procs, meta=self.results["meta"], tree=Path(args.tree),
+                           baseline=Path(args.baseline_tree) if args.baseline_tree else None)
         self.nginx = None
         self.lab = None
         self.clients = None

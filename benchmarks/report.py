@@ -3,7 +3,7 @@ the peers, the tiers table, the scale sections' tables, and pypiproxy against it
 
 from __future__ import annotations
 
-from targets import PEERS
+from targets import BASELINE, PEERS
 
 
 def report(results: dict, names: list[str], concurrency, herd_clients: int) -> str:
@@ -11,7 +11,7 @@ def report(results: dict, names: list[str], concurrency, herd_clients: int) -> s
     ratios, the hashing relay's floor, the tiers table, the goals, the errors.
     names: the targets in column order."""
     m = results["metrics"]
-    peers = [n for n in names if n in PEERS]
+    peers = [n for n in names if n in PEERS or n == BASELINE]
     rows = [
         ("install_cold_s", "(1) cold install, s", "low"),
         ("install_warm_s", "(2) warm install, s", "low"),

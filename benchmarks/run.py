@@ -42,7 +42,7 @@ from bench import Bench
 from common import log
 from report import report
 from sections import GROUPS, SECTIONS
-from targets import ALL_TARGETS, PEERS
+from targets import ALL_TARGETS, BASELINE, PEERS
 from venvs import REPO
 
 
@@ -60,6 +60,9 @@ def parse_args(argv=None):
     p.add_argument("--peers", action="store_true", help="also run devpi-server and proxpi")
     p.add_argument("--tree", default=str(REPO),
                    help="the pypiproxy source tree to measure, e.g. another checkout for a before/after [%(default)s]")
+    p.add_argument("--baseline-tree", metavar="DIR",
+                   help="another pypiproxy tree measured beside --tree in the same run, as the target "
+                        "pypiproxy-base (its runs alternate with the others'): a before/after")
     p.add_argument("--targets", nargs="+", choices=ALL_TARGETS,
                    help="explicit list of targets (default: direct pypiproxy [+ peers])")
     p.add_argument("--runs", type=int, help="runs per measurement, the median is reported [3; --quick: 1]")
@@ -93,6 +96,8 @@ def parse_args(argv=None):
     a.rtts = [int(r) if r == int(r) else r for r in a.rtts]
     if not a.targets:
         a.targets = ["direct", "pypiproxy"] + (list(PEERS) if a.peers else [])
+    if a.baseline_tree and BASELINE not in a.targets:
+        a.targets.append(BASELINE)
     elif "direct" not in a.targets:
         a.targets = ["direct"] + a.targets
     if Path(a.data_dir).resolve().is_relative_to(REPO):

@@ -17,8 +17,10 @@ from nginx import Nginx
 from processes import Processes, reset_peak, tree_rss_mb
 from venvs import Venvs
 
-ALL_TARGETS = ("direct", "pypiproxy", "devpi", "proxpi")
+ALL_TARGETS = ("direct", "pypiproxy", "pypiproxy-base", "devpi", "proxpi")
 PEERS = ("devpi", "proxpi")
+# pypiproxy built from --baseline-tree, measured beside it in the same run: a before/after.
+BASELINE = "pypiproxy-base"
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ class PyPIProxy(Target):
         self.access_log = access_log
 
     def prepare(self):
-        self.venv = self.venv or self.lab.venvs.pypiproxy()
+        self.venv = self.venv or self.lab.venvs.pypiproxy(self.name if self.name == BASELINE else "pypiproxy")
 
     @property
     def upstream(self):
@@ -223,4 +225,9 @@ class Proxpi(Target):
         return "http://127.0.0.1:%d/index/" % self.port
 
 
-TARGET_CLASSES = MappingProxyType({"direct": Direct, "pypiproxy": PyPIProxy, "devpi": Devpi, "proxpi": Proxpi})
+class PyPIProxyBase(PyPIProxy):
+    name = BASELINE
+
+
+TARGET_CLASSES = MappingProxyType({"direct": Direct, "pypiproxy": PyPIProxy, BASELINE: PyPIProxyBase,
+                                   "devpi": Devpi, "proxpi": Proxpi})

@@ -45,10 +45,12 @@ class Venvs:
     """The virtualenvs of one run: data is DATA_DIR, tmp a scratch dir (tmpfs),
     meta the run's metadata."""
 
-    def __init__(self, data: Path, tmp: Path, procs: Processes, meta: dict, tree: Path = REPO):
+    def __init__(self, data: Path, tmp: Path, procs: Processes, meta: dict, tree: Path = REPO,
+                 baseline: Path | None = None):
         self.data, self.tmp, self.procs = data, tmp, procs
         self.tree = tree  # the pypiproxy source measured: this repo, or another checkout
-        self._pypiproxy = None
+        self.baseline = baseline  # another tree measured beside it, as "pypiproxy-base"
+        self._built: dict[str, Path] = {}
         self.meta = meta  # gets what was measured: pypiproxy's source hash and git HEAD
 
     def uv(self) -> str:
@@ -62,30 +64,32 @@ class Venvs:
     def peer(self, name: str) -> Path:
         return ensure_venv(self.data / "venvs" / name, PEER_PACKAGES[name], self.procs)
 
-    def pypiproxy(self) -> Path:
-        """A non-editable install of the tree (this repo unless told), in its own venv.
-        The tree is copied first so that the build leaves nothing in it."""
-        if self._pypiproxy:
-            return self._pypiproxy
-        venv = self.data / "venvs" / "pypiproxy"
-        src = self.tmp / "pypiproxy-src"
-        shutil.copytree(self.tree, src, ignore=shutil.ignore_patterns(
+    def pypiproxy(self, name: str = "pypiproxy") -> Path:
+        """A non-editable install of the tree (this repo unless told; the baseline tree for
+        "pypiproxy-base"), in a venv of that name. The tree is copied first so that the
+        build leaves nothing in it."""
+        if name in self._built:
+            return self._built[name]
+        tree = self.baseline if name == "pypiproxy-base" else self.tree
+        venv = self.data / "venvs" / name
+        src = self.tmp / f"{name}-src"
+        shutil.copytree(tree, src, ignore=shutil.ignore_patterns(
             ".git", "build", "dist", "*.egg-info", "__pycache__", ".venv", "venv", "benchmarks"))
         h = hashlib.sha256()
         for f in sorted(src.rglob("*")):
             if f.is_file():
                 h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes())
-        self.meta["pypiproxy_source_sha256"] = h.hexdigest()[:16]
-        head = subprocess.run(["git", "-C", str(self.tree), "rev-parse", "--short", "HEAD"],
+        self.meta[f"{name}_source_sha256"] = h.hexdigest()[:16]
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True)
-        self.meta["pypiproxy_git_head"] = head.stdout.strip() or None
+        self.meta[f"{name}_git_head"] = head.stdout.strip() or None
         ensure_venv(venv, ["setuptools>=68", "wheel"], self.procs, marker_extra="base")
-        log("installing pypiproxy from %s (non-editable)" % self.tree)
+        log("installing %s from %s (non-editable)" % (name, tree))
         pip = [venv / "bin/python", "-m", "pip", "--disable-pip-version-check"]
-        wheels = self.tmp / "pypiproxy-wheel"
+        wheels = self.tmp / f"{name}-wheel"
         self.procs.run(pip + ["wheel", "-q", "--no-deps", "-w", wheels, src], timeout=600)
         whl = next(wheels.glob("*.whl"))
         self.procs.run(pip + ["install", "-q", whl], timeout=1800)  # dependencies, fetched the first time only
         self.procs.run(pip + ["install", "-q", "--force-reinstall", "--no-deps", whl], timeout=600)
-        self._pypiproxy = venv
+        self._built[name] = venv
         return venv

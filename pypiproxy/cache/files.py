@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -27,6 +27,9 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 # their socket for a moment) catch up from memory rather than from the file; shared by
 # the downloads in progress, so many at once do not add up.
 RETAIN = 8 * 1024 * 1024
+# How long a downloaded wheel's METADATA waits for the downloads in progress to end before it
+# is extracted all the same: on a busy cache they may never all end.
+EXTRACT_DELAY = 10.0
 
 log = Logger()
 
@@ -93,9 +96,10 @@ class FileCache:
         self._clock = clock
         self._budget = budget  # told of every use
         self._downloads: dict[str, Download] = {}
-        # Wheels whose METADATA is to be copied beside them once no download runs.
-        self._to_extract: deque[str] = deque()
+        # (key, when) of wheels whose METADATA is to be copied beside them once no download runs.
+        self._to_extract: deque[tuple[str, float]] = deque()
         self._extracting = False
+        self._extract_timer: IDelayedCall | None = None
 
     @property
     def metadata_generation(self) -> int:
@@ -147,7 +151,7 @@ class FileCache:
         return download
 
     def _extract_later(self, _: object, key: str) -> None:
-        self._to_extract.append(key)
+        self._to_extract.append((key, self._clock.seconds()))
         self._extract_next()
 
     def _download_ended(self, result: object, key: str) -> object:
@@ -159,10 +163,16 @@ class FileCache:
         """Copy the METADATA of the wheels downloaded meanwhile beside them, one at a time,
         while no download runs: it is CPU work (a zip directory read in Python) that a cold
         install's downloads would otherwise wait for; a client asking for a ``.metadata``
-        before gets it extracted at once (``metadata``)."""
-        if self._extracting or self._downloads or not self._to_extract:
+        before gets it extracted at once (``metadata``). None waits longer than EXTRACT_DELAY."""
+        if self._extracting or not self._to_extract:
             return
-        key = self._to_extract.popleft()
+        key, since = self._to_extract[0]
+        waited = self._clock.seconds() - since
+        if self._downloads and waited < EXTRACT_DELAY:
+            if self._extract_timer is None or not self._extract_timer.active():
+                self._extract_timer = self._clock.callLater(EXTRACT_DELAY - waited, self._extract_next)
+            return
+        self._to_extract.popleft()
         if self._metadata.local(key) is not None:
             self._extract_next()  # asked for meanwhile
             return
