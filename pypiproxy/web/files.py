@@ -25,7 +25,7 @@ from .ranges import cold_range, parse_range, range_applies
 # A cold range the download in progress will likely bring within this many seconds (at its
 # rate so far) is answered from it, not asked of the upstream once more: on loopback that is
 # the rest of most wheels of an install by the time uv asks for their last bytes (a cold
-# install of the benchmark's corpus: 1.28x -> 1.21x the time straight from the upstream).
+# install of the benchmark's corpus, 5 alternating rounds: 1.28x -> 1.21x the direct time).
 # A slow upstream is asked for the range at once, as before.
 WAIT_FOR_DOWNLOAD = 0.05
 
