@@ -33,6 +33,8 @@ log = Logger()
 MAX_BACKLOG = 8 * 1024 * 1024
 # Bytes of a download held back from clients until its hash is known to be right.
 HOLDBACK = 1
+# The shortest time a download's rate is estimated over (``available_within``).
+RATE_WINDOW = 0.01
 
 
 
@@ -204,7 +206,9 @@ class Download:
         available = self.available()
         if self._state != "streaming" or self.received == 0:
             return available
-        elapsed = max(self._clock.seconds() - self._streaming_since, 0.001)
+        # Taken over 10 ms at least: the first chunks of a response come faster than the
+        # link goes (they were on their way with the headers), and would promise too much.
+        elapsed = max(self._clock.seconds() - self._streaming_since, RATE_WINDOW)
         return available + int(self.received / elapsed * seconds)
 
     def recent(self, offset: int, end: int) -> bytes | None:
