@@ -303,9 +303,10 @@ class PageCache:
     @staticmethod
     def _read(path: Path) -> CachedPage | None:  # in a thread
         try:
-            cached = CachedPage.from_storage(json.loads(path.read_bytes()))
-            # A revalidation that changed nothing set only the file's time (``_touch``).
-            cached.fetched_at = max(cached.fetched_at, path.stat().st_mtime)
+            with open(path, "rb") as stored:
+                cached = CachedPage.from_storage(json.loads(stored.read()))
+                # A revalidation that changed nothing set only the file's time (``_touch``).
+                cached.fetched_at = max(cached.fetched_at, os.fstat(stored.fileno()).st_mtime)
             return cached
         except (OSError, ValueError, KeyError, TypeError):  # IndexFormatError is a ValueError
             return None

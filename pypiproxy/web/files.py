@@ -105,8 +105,8 @@ class Files(Resource):
                 download = self._files.download(key, entry)
                 if needed is None and download.length is not None:
                     # The index gave no size, the upstream's answer did (uv asks a HEAD first).
-                    known = parse_range(request.getHeader(b"range"), download.length)
-                    needed = known[1] if isinstance(known, tuple) else None
+                    sized = cold_range(request, key, entry, download.length)
+                    needed = sized[1] if sized is not None else None
                 if needed is None or download.available_within(WAIT_FOR_DOWNLOAD) < needed:
                     # uv reads a wheel's METADATA with ranges near its end: answer those
                     # from the upstream now, while the whole file downloads for later.

@@ -14,14 +14,18 @@ PASSTHROUGH_LIMIT = 8 * 1024 * 1024
 _CLOSED_RANGE = re.compile(r"^\s*bytes\s*=\s*(?:(\d+)-(\d+)|-(\d+))\s*$", re.IGNORECASE)
 
 
-def cold_range(request: Request, key: str, entry: simple.FileEntry) -> tuple[str, int | None] | None:
+def cold_range(
+    request: Request, key: str, entry: simple.FileEntry, size: int | None = None
+) -> tuple[str, int | None] | None:
     """For a single, small range of an uncached file: the range to ask the upstream for,
-    and how far the download must have come to answer it from there (None: unknown)."""
+    and how far the download must have come to answer it from there (None: unknown).
+    ``size`` is the file's, where the index gave none and the upstream's answer did."""
     if not range_applies(request, f'"{key}"'):
         return None
     header = request.getHeader(b"range").decode("latin-1")
-    if entry.size is not None:
-        wanted = parse_range(header.encode("latin-1"), entry.size)
+    size = entry.size if size is None else size
+    if size is not None:
+        wanted = parse_range(header.encode("latin-1"), size)
         if isinstance(wanted, tuple) and wanted[1] - wanted[0] <= PASSTHROUGH_LIMIT:
             return f"bytes={wanted[0]}-{wanted[1] - 1}", wanted[1]
         return None
