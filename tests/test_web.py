@@ -13,10 +13,14 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, threads
 from twisted.internet.task import deferLater
+from twisted.web.resource import IResource
+from twisted.web.test.requesthelper import DummyRequest
 
 from support.cache import file_path
 from support.waiting import wait_until
 from support.clients import header, run_client
+
+from pypiproxy.web.negotiation import Negotiated, Negotiations
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "text/html"
@@ -97,6 +101,33 @@ async def test_content_negotiation(memory_proxy, memory_index, wheels, accept, q
         assert json.loads(body)["name"] == "demo"
 
 
+def test_negotiations_are_remembered_by_every_header_that_decides_them_and_bounded():
+    negotiations = Negotiations()
+
+    def ask(accept: str | None, encoding: str | None = None, fmt: str | None = None):
+        request = DummyRequest([b""])
+        for name, value in ((b"accept", accept), (b"accept-encoding", encoding)):
+            if value is not None:
+                request.requestHeaders.setRawHeaders(name, [value.encode()])
+        if fmt is not None:
+            request.args = {b"format": [fmt.encode()]}
+        answer = negotiations.of(request)
+        assert request.responseHeaders.getRawHeaders(b"vary") == [b"Accept, Accept-Encoding"]
+        return answer
+
+    for _ in range(2):  # asked again, each is answered as the first time
+        assert ask(JSON, "gzip") == Negotiated("json", JSON, True)
+        assert ask(JSON) == Negotiated("json", JSON, False)
+        assert ask(JSON, "gzip;q=0") == Negotiated("json", JSON, False)
+        assert ask(JSON, fmt="text/html") == Negotiated("html", "text/html", False)
+        assert ask(None, "gzip") == Negotiated("html", "text/html", True)
+        assert IResource.providedBy(ask("image/png"))
+    for i in range(Negotiations.LIMIT * 3):  # made-up headers: parsed, never piled up
+        assert IResource.providedBy(ask(f"application/x-{i}"))
+        assert len(negotiations._known) <= Negotiations.LIMIT
+    assert ask(JSON, "gzip") == Negotiated("json", JSON, True)
+
+
 @pytest_twisted.ensureDeferred
 async def test_unacceptable_format_is_406(memory_proxy, memory_index, wheels):
     memory_index.add("demo", wheels.wheel("demo", "1.0"))
@@ -116,9 +147,10 @@ async def test_names_are_normalised_with_a_301(memory_proxy, path, location):
     assert header(response, "Location") == location
 
 
+@pytest.mark.parametrize("segment", ["-bad-", "demo%0A", "Demo%0a"])
 @pytest_twisted.ensureDeferred
-async def test_invalid_names_are_refused_without_asking_upstream(memory_proxy, memory_index):
-    response, body = await memory_proxy.get("simple/-bad-/")
+async def test_invalid_names_are_refused_without_asking_upstream(memory_proxy, memory_index, segment):
+    response, body = await memory_proxy.get(f"simple/{segment}/")
     assert response.code == 404
     assert b"not a valid project name" in body
     assert memory_index.count("/simple/") == 0

@@ -25,7 +25,7 @@ log = Logger()
 VERIFIED_SECONDS = 300.0
 VERIFIED_MAX = 4096
 MAX_PASSWORD = 72  # bytes: all bcrypt reads
-_BCRYPT = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
+_BCRYPT = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}\Z")
 _KNOWN_SCHEMES = (
     ("$apr1$", "Apache MD5 ($apr1$)"),
     ("{SHA}", "SHA-1 ({SHA})"),

@@ -22,7 +22,7 @@ from .eviction import LRUBudget
 from .metadata import MetadataCache
 from .store import FileStore
 
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)\Z")
 # Bytes of downloads kept in memory once on disk, so readers a little behind (paused by
 # their socket for a moment) catch up from memory rather than from the file; shared by
 # the downloads in progress, so many at once do not add up.

@@ -16,16 +16,16 @@ from ..simple.hashes import known
 
 # A cached file's name: its sha256, or "u" and 63 hex digits of its URL's for an index
 # that gives no sha256.
-KEY = re.compile(r"^(?:[0-9a-f]{64}|u[0-9a-f]{63})$")
+KEY = re.compile(r"^(?:[0-9a-f]{64}|u[0-9a-f]{63})\Z")
 # Metadata beside a file: ``<key>.whl.metadata`` taken from the cached (verified) wheel itself;
 # ``<key>.<algorithm>-<digest>.metadata`` an upstream's, under the hash its page announced (so
 # a page announcing other metadata for the same file never reads or replaces it); and
 # ``<key>.url-<hash of its URL>.metadata`` an upstream's whose page announced no hash we know.
 METADATA = re.compile(
     r"^(?P<key>[0-9a-f]{64}|u[0-9a-f]{63})\.(?:(?P<wheel>whl)|(?P<algorithm>[a-z0-9_]{1,20})-"
-    r"(?P<digest>[0-9a-f]{32,128})|url-(?P<url>[0-9a-f]{32}))\.metadata$"
+    r"(?P<digest>[0-9a-f]{32,128})|url-(?P<url>[0-9a-f]{32}))\.metadata\Z"
 )
-_HEX = re.compile(r"^[0-9a-f]{32,128}$")
+_HEX = re.compile(r"^[0-9a-f]{32,128}\Z")
 
 
 def cache_key(entry: FileEntry) -> str:

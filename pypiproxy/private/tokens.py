@@ -17,7 +17,7 @@ from .state import StateFile
 
 # Recognisable in a config file, a log someone pasted or a secret scanner's rules.
 PREFIX = "pypx-"
-_TOKEN = re.compile(r"^pypx-([0-9a-f]{12})-([A-Za-z0-9_-]{43})$")
+_TOKEN = re.compile(r"^pypx-([0-9a-f]{12})-([A-Za-z0-9_-]{43})\Z")
 # last_used is written at most this often per token: a token used by every request of an
 # install must not turn each request into a write.
 TOUCH_SECONDS = 60.0

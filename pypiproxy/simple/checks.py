@@ -25,7 +25,7 @@ from .model import FileEntry, ProjectPage
 # 100), and short enough that ``pages/<name>.json`` is a valid file name on every filesystem.
 MAX_NAME = 200
 # A distribution file name: no path separators, controls, spaces, quotes or markup.
-_SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*$")
+_SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*\Z")
 # Source distributions as indexes list them, the legacy formats too (pip still installs them).
 _SDIST = (".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz", ".tar")
 

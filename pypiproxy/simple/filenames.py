@@ -12,11 +12,12 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+# Each pattern ends in \Z, never $: $ matches before a last newline too ("demo\n" was a name).
 # PEP 508's name, as a client may spell it (any case, runs of . _ -).
-VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
 # A normalised (PEP 503) name.
-NORMALISED_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
+NORMALISED_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
+_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*\Z")
 
 
 class BadFilename(ValueError):

@@ -1,4 +1,4 @@
-"""The access log's one buffered writer: lines gathered, written at most twice a second.
+"""The access log: its lines, and its one buffered writer (written at most twice a second).
 
 A logger event per request cost more than the page it logged (3,300 against 8,500 req/s).
 Whatever the destination (``--access-log FILE``, ``--access-log -`` for standard output, or
@@ -7,15 +7,40 @@ by default the server's log), lines are gathered and written together.
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.web.http import combinedLogFormatter
+from twisted.web.iweb import IAccessLogFormatter, IRequest
+from zope.interface import provider
 
 log = Logger(namespace="pypiproxy.access")
 
 FLUSH_DELAY = 0.5  # seconds a line may wait
 FLUSH_SIZE = 256 * 1024  # or this many characters
+
+
+# What Twisted's combined format writes as it is (but for '"', which it writes as '\"'):
+# printable ASCII without the backslash. pip's and uv's agents hold JSON, quotes and all.
+_ESCAPED = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")
+
+
+@provider(IAccessLogFormatter)
+def combined_line(timestamp: str, request: IRequest) -> str:
+    """Twisted's combined format, the same to the byte, for a third of its cost: Twisted's
+    escapes each of the six fields through ``repr`` (30 of a warm page's 220 µs, in process).
+    A line with nothing but quotes to escape (nearly all) is joined here; any other is Twisted's."""
+    address = request.getClientAddress()
+    fields = (request.method, request.uri, request.clientproto,
+              request.getHeader(b"referer") or b"-", request.getHeader(b"user-agent") or b"-")
+    if not isinstance(address, (IPv4Address, IPv6Address)) or _ESCAPED.search(b" ".join(fields)):
+        return combinedLogFormatter(timestamp, request)
+    method, uri, protocol, referrer, agent = (field.decode("ascii").replace('"', '\\"') for field in fields)
+    return (f'"{address.host}" - - {timestamp} "{method} {uri} {protocol}" '
+            f'{request.code} {request.sentLength or "-"} "{referrer}" "{agent}"')
 
 
 def to_server_log(lines: list[str]) -> None:

@@ -13,6 +13,7 @@ from ..cache import ProjectListCache, cache_key
 from ..interfaces import IFiles, IProjectPages, ToThread
 from ..private import Audit, PrivateStore, UploadRules
 from ..stats import Stats
+from .negotiation import Negotiations
 from .tokens import TokenService
 
 
@@ -48,6 +49,7 @@ class Components:
     cache_dir: Path | None = None
     # Behind nginx: complete files are answered with "X-Accel-Redirect: <this>/<path in cache_dir>".
     accel_redirect: str | None = None
+    negotiations: Negotiations = field(default_factory=Negotiations)
 
     @property
     def logins(self) -> bool:

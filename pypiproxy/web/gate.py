@@ -21,7 +21,7 @@ from twisted.web.util import DeferredResource
 from ..auth import TOKEN_USER, Groups, HtpasswdChecker, IAccount, LoginThrottle, PasswordTooLong, build_login
 from ..config import Config
 from ..private import Audit, Team
-from .accesslog import BufferedLines, to_server_log
+from .accesslog import BufferedLines, combined_line, to_server_log
 from .errors import error_page, forbidden
 
 log = Logger()
@@ -175,6 +175,7 @@ class GatedSite(server.Site):
         self._to_stdout = kwargs.get("logPath") == "-"
         if self._to_stdout:
             kwargs["logPath"] = None
+        kwargs.setdefault("logFormatter", combined_line)
         super().__init__(root, **kwargs)
         self.policy = policy
         self._clock = clock

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from twisted.web.http import NOT_MODIFIED
@@ -13,11 +12,11 @@ from .. import simple
 from ..cache import CachedFile, CachedPage, ProjectNotFound, RenderedPage, Representation, cache_key
 from ..upstream import UpstreamError
 from .components import Components
-from .errors import error_page, not_found
+from .errors import not_found
 from .http import etag_matches, project_name, redirect, render_async, upstream_error
+from .negotiation import Negotiated
 from .producer import FileProducer
 
-VARY = b"Accept, Accept-Encoding"
 # Our pages are lists of links: no script, style, frame or form is ever meant to run in them,
 # whatever an upstream managed to put in a name.
 HTML_POLICY = b"default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -35,30 +34,6 @@ def file_url(project: str):
 # Pages with more files than this are rendered (and gzipped) in a thread, the first time
 # each form is asked for; smaller ones are quicker to render than to hand over.
 INLINE_RENDER_FILES = 200
-
-
-@dataclass(frozen=True)
-class Negotiated:
-    """The form of a page a request asked for."""
-
-    fmt: str  # "html" or "json"
-    content_type: str
-    gzipped: bool
-
-
-def negotiate_index(request: Request) -> Negotiated | IResource:
-    """The form a request asks for (``Accept``, ``?format=``, ``Accept-Encoding``), or a 406."""
-    # The query's "+" arrives as a space ("v1+json" unescaped, as people type it).
-    format_param = request.args.get(b"format", [b""])[0].decode("latin-1").replace(" ", "+")
-    accept = request.getHeader(b"accept")
-    chosen = simple.negotiate(accept.decode("latin-1") if accept else None, format_param)
-    request.setHeader(b"vary", VARY)
-    if chosen is None:
-        return error_page(406, "acceptable: application/vnd.pypi.simple.v1+json, "
-                          "application/vnd.pypi.simple.v1+html, text/html")
-    fmt, content_type = chosen
-    gzipped = simple.accepts_gzip((request.getHeader(b"accept-encoding") or b"").decode("latin-1"))
-    return Negotiated(fmt, content_type, gzipped)
 
 
 def send_form(request: Request, wanted: Negotiated, form: Representation, cache_control: str) -> bytes:
@@ -82,14 +57,6 @@ def send_form(request: Request, wanted: Negotiated, form: Representation, cache_
     return form.body
 
 
-def serve_index(request: Request, rendered: RenderedPage, cache_control: str) -> IResource | bytes:
-    """Answer with the negotiated form of a pre-rendered page (built now if need be)."""
-    wanted = negotiate_index(request)
-    if not isinstance(wanted, Negotiated):
-        return wanted
-    return send_form(request, wanted, rendered.get(wanted.fmt, wanted.gzipped), cache_control)
-
-
 class ProjectList(Resource):
     """``/simple/``: every project the upstreams list."""
 
@@ -106,7 +73,7 @@ class ProjectList(Resource):
         if not request.path.endswith(b"/"):
             return redirect(request, b"simple/")
         self._components.stats.incr("page_requests")
-        wanted = negotiate_index(request)
+        wanted = self._components.negotiations.of(request)
         if not isinstance(wanted, Negotiated):
             return wanted.render(request)
         return render_async(request, self._answer(request, wanted))
@@ -145,7 +112,7 @@ class ProjectPage(Resource):
         if not isinstance(normalised, str):
             return normalised
         self._components.stats.incr("page_requests")
-        wanted = negotiate_index(request)
+        wanted = self._components.negotiations.of(request)
         if not isinstance(wanted, Negotiated):
             return wanted.render(request)
         cached = self._components.pages.fresh(normalised)

@@ -26,7 +26,7 @@ CONTENT_SECURITY_POLICY = (
 )
 
 # A Host header is shown back in the settings: only what a host name and port are made of.
-_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?\Z|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?\Z")
 
 
 def site_url(request: IRequest) -> str:

@@ -30,7 +30,7 @@ log = Logger()
 LIMIT = 300
 # Longer lists are searched in a thread, so a big upstream list never holds up the reactor.
 INLINE_NAMES = 20_000
-_QUERY = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_QUERY = re.compile(r"^[A-Za-z0-9._-]{1,200}\Z")
 KINDS = {"private": "private", "cached": "cached", "upstream": "upstream"}
 
 
