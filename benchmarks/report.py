@@ -167,8 +167,9 @@ def goals(results: dict, concurrency, herd_clients: int):
     check("(S3) default logging as cheap as --access-log (>= 8000/8500 of its rate)", v,
           v is not None and v >= 8000 / 8500, "%.2f of it" % v if v else "")
     a = scale.get("accel") or {}
-    v = a["nginx_accel_redirect_mb_s"] / a["nginx_direct_mb_s"] if a.get("nginx_direct_mb_s") else None
-    check("(S4) cached big file, nginx + --accel-redirect >= 90% of nginx", v, v is not None and v >= 0.9,
+    v = a.get("accel_of_direct_median")  # of each round's pair: the machine's moods cancel out
+    check("(S4) cached big file, nginx + --accel-redirect >= 90% of nginx (median of rounds)", v,
+          v is not None and v >= 0.9,
           "%.0f%%" % (100 * v) if v else "")
     return out
 
@@ -193,5 +194,5 @@ def scale_lines(scale: dict) -> list[str]:
     if "logging" in scale:
         table("(S3) a warm 10-file page, wrk -t1 -c10", [scale["logging"]], list(scale["logging"]))
     if "accel" in scale:
-        table("(S4) a cached big file, curl, best of 3, MB/s", [scale["accel"]], list(scale["accel"]))
+        table("(S4) a cached big file, curl, best and median of the rounds, MB/s", [scale["accel"]], list(scale["accel"]))
     return lines[:-1]
