@@ -129,6 +129,9 @@ async def test_tokens_page_creates_a_token_shown_once_and_revokes_it(make_proxy,
     assert response.code == 200
     assert response.headers.getRawHeaders("content-security-policy")
     assert b"You have no tokens." in page
+    # What an empty "Projects" means is said beside the field (a placeholder was cut off on phones).
+    hint = re.search(r'<small id="projects-hint"[^>]*>([^<]+)</small>', page.decode()).group(1)
+    assert 'aria-describedby="projects-hint"' in page.decode() and hint.startswith("Empty: every project")
     csrf = csrf_of(page)
 
     response, body = await post(proxy, "+tokens", {"action": "create", "csrf": csrf, "description": "CI <b>",

@@ -32,19 +32,21 @@ class ProxyService(service.MultiService):
     """Owns the components' lifetimes: crash leftovers cleaned at start, pool closed at stop."""
 
     def __init__(
-        self, config: Config, store: FileStore, client: UpstreamClient | None, budget: LRUBudget | None
+        self, config: Config, store: FileStore, client: UpstreamClient | None, budget: LRUBudget | None,
+        to_thread: ToThread = threads.deferToThread,
     ) -> None:
         super().__init__()
         self._config = config
         self._store = store
         self._client = client
         self._budget = budget
+        self._to_thread = to_thread
 
     def startService(self) -> None:
         for folder in self._store.clean_leftovers():
             log.info("removed leftover temporary files {folder}", folder=str(folder))
         if self._budget is not None:
-            threads.deferToThread(self._budget.scan).addCallback(self._budget.load).addErrback(
+            self._to_thread(self._budget.scan).addCallback(self._budget.load).addErrback(
                 lambda f: log.failure("scanning the cache for --max-cache-size failed", f)
             )
         log.info(
