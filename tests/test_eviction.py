@@ -95,3 +95,45 @@ def test_the_start_up_scan_keeps_files_used_meanwhile_as_the_most_recent(tmp_pat
     assert budget.total == 300
     assert evicted == [keys[1], keys[2]]
     assert sorted(p.name for p in store.files.rglob("*") if p.is_file()) == sorted([keys[0], keys[3], keys[4]])
+
+
+def test_a_cache_far_over_the_limit_at_start_is_evicted_a_slice_a_reactor_turn(tmp_path):
+    from pypiproxy.cache import FileStore, LRUBudget
+    from pypiproxy.cache.eviction import EVICT_SLICE
+    from pypiproxy.stats import Stats
+    from twisted.internet.task import Clock
+
+    store = FileStore(tmp_path)
+    keys = [f"{i:064x}" for i in range(2 * EVICT_SLICE + 30)]
+    for age, key in enumerate(keys):
+        path = store.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (1000 + age, 1000 + age))  # oldest first
+    clock, evicted = Clock(), []
+
+    def next_turn() -> None:
+        # What the reactor does in a turn: the calls due when it starts (Clock.advance would
+        # also run those they schedule for now).
+        due, clock.calls[:] = list(clock.calls), []
+        for call in due:
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+    budget = LRUBudget(store, 10 * 100, Stats(), clock, on_evict=evicted.append)  # room for ten
+    budget.load(budget.scan())
+    assert evicted == keys[:EVICT_SLICE]  # one slice now: the reactor serves in between
+    next_turn()
+    assert evicted == keys[:2 * EVICT_SLICE]
+    budget.used(keys[-1], 100)  # a client meanwhile: its use evicts too, no more than a slice
+    assert evicted == keys[:-10] and budget.total == 10 * 100
+    next_turn()
+    assert evicted == keys[:-10]
+    assert sorted(p.name for p in store.files.rglob("*") if p.is_file()) == keys[-10:]
+    assert clock.getDelayedCalls() == []
+
+    # A lowered limit again, and the service stops before the next slice: nothing is left running.
+    budget = LRUBudget(store, 100, Stats(), clock, on_evict=evicted.append)
+    budget.load(budget.scan())
+    budget.stop()
+    assert clock.getDelayedCalls() == []

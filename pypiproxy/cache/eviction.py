@@ -11,7 +11,7 @@ import os
 from collections import OrderedDict
 from typing import Callable
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ..stats import Stats
@@ -21,6 +21,10 @@ log = Logger()
 
 # Recording a use costs a utime(); once an hour per file is enough to order them.
 TOUCH_INTERVAL = 3600.0
+# Files evicted in one reactor turn, the rest in the turns after: each costs a look for its
+# metadata and an unlink or two. A limit lowered across a restart can leave thousands over it,
+# and evicting them at once held the reactor for as long.
+EVICT_SLICE = 50
 _METADATA = "m:"  # the budget's entry for the metadata files of a key
 
 
@@ -42,6 +46,7 @@ class LRUBudget:
         self.total = 0
         # Told of each eviction (the metadata cache stops announcing the file's metadata).
         self._on_evict = on_evict
+        self._next_slice: IDelayedCall | None = None
 
     def scan(self) -> tuple["OrderedDict[str, int]", int]:
         """What is in the cache, oldest use first, and its total size: one pass over the
@@ -103,24 +108,42 @@ class LRUBudget:
         self._evict(keep=entry)
 
     def _evict(self, keep: str | None) -> None:
-        while self.total > self._limit and self._sizes:
+        """Drop the least recently used until under the limit, EVICT_SLICE a reactor turn."""
+        for _ in range(EVICT_SLICE):
+            if self.total <= self._limit or not self._sizes:
+                return
             key, size = next(iter(self._sizes.items()))
             if key == keep:
-                break  # the newest file alone is over the limit: keep it rather than thrash
-            del self._sizes[key]
-            self._touched.pop(key, None)
-            self.total -= size
-            file_key = key.removeprefix(_METADATA)
-            paths = self._store.metadata_paths(file_key)
-            if file_key == key:
-                paths.append(self._store.path(key))
-                # Its metadata goes with it.
-                self.total -= self._sizes.pop(_METADATA + key, 0)
-            for path in paths:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-            self._on_evict(file_key)
-            self._stats.incr("evictions")
-            log.info("evicted {key} ({bytes} bytes) to stay under the cache limit", key=key, bytes=size)
+                return  # the newest file alone is over the limit: keep it rather than thrash
+            self._drop(key, size)
+        if self._next_slice is None:
+            self._next_slice = self._clock.callLater(0, self._evict_next_slice)
+
+    def _evict_next_slice(self) -> None:
+        self._next_slice = None
+        self._evict(keep=next(reversed(self._sizes), None))  # the newest, as a use would keep it
+
+    def _drop(self, key: str, size: int) -> None:
+        del self._sizes[key]
+        self._touched.pop(key, None)
+        self.total -= size
+        file_key = key.removeprefix(_METADATA)
+        paths = self._store.metadata_paths(file_key)
+        if file_key == key:
+            paths.append(self._store.path(key))
+            # Its metadata goes with it.
+            self.total -= self._sizes.pop(_METADATA + key, 0)
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self._on_evict(file_key)
+        self._stats.incr("evictions")
+        log.info("evicted {key} ({bytes} bytes) to stay under the cache limit", key=key, bytes=size)
+
+    def stop(self) -> None:
+        """No more slices (the service stops)."""
+        if self._next_slice is not None and self._next_slice.active():
+            self._next_slice.cancel()
+        self._next_slice = None

@@ -57,6 +57,8 @@ class ProxyService(service.MultiService):
         super().startService()
 
     def stopService(self):
+        if self._budget is not None:
+            self._budget.stop()
         d = super().stopService()
         if self._client is not None:
             d.addCallback(lambda _: self._client.close())
