@@ -1,8 +1,11 @@
-"""Command-line options: validated into one Config; every mistake is one line and exit 2."""
+"""Command-line options: validated into one Config; every mistake is one line and exit 2 (an
+address that cannot be bound: one line in the server's log and exit 1)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+
 import pytest
 
 from support.processes import REPO, TWISTD
@@ -84,6 +87,24 @@ def test_bad_options_end_with_one_line_naming_the_value(argv, named, tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
     assert "topsecret" not in result.stderr
     assert not (tmp_path / "pypiproxy-data").exists(), "nothing may be created before validation"
+
+
+def test_an_address_in_use_ends_the_server_with_one_line_naming_it(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [TWISTD, "-n", "--pidfile=", "pypiproxy", "--upstream", "http://127.0.0.1:1/simple/",
+             "--listen", f"tcp:{port}:interface=127.0.0.1", "--cache-dir", str(tmp_path / "cache")],
+            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        )
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stdout + result.stderr
+    errors = [line for line in result.stdout.splitlines() if "#error]" in line or "#critical]" in line]
+    assert len(errors) == 1, result.stdout
+    assert f"cannot listen on 127.0.0.1:{port}" in errors[0] and "in use" in errors[0]
 
 
 def test_guard_options(tmp_path):

@@ -8,6 +8,7 @@ from typing import Any
 
 from twisted.application import service, strports
 from twisted.internet import threads
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IAgent
@@ -41,6 +42,16 @@ class ProxyService(service.MultiService):
         self._client = client
         self._budget = budget
         self._to_thread = to_thread
+
+    def privilegedStartService(self) -> None:
+        # Where the listening services bind: Twisted would end with a traceback for a port in
+        # use or refused; a server says which address, and why, in one line and exits.
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            log.error("cannot listen on {address}: {reason}", address=f"{e.interface or '*'}:{e.port}",
+                      reason=e.socketError)
+            raise SystemExit(1) from None
 
     def startService(self) -> None:
         for folder in self._store.clean_leftovers():
