@@ -107,6 +107,21 @@ def test_an_address_in_use_ends_the_server_with_one_line_naming_it(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in errors[0] and "in use" in errors[0]
 
 
+@pytest.mark.parametrize("cache_dir, named", [("a-file", "a-file/files"), ("a-file/below", "a-file/below")])
+def test_a_cache_directory_that_cannot_be_made_is_one_line(cache_dir, named, tmp_path):
+    (tmp_path / "a-file").write_text("in the way\n")
+    result = subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "pypiproxy", "--upstream", "http://127.0.0.1:1/simple/",
+         "--listen", "tcp:0:interface=127.0.0.1", "--cache-dir", str(tmp_path / cache_dir)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path / named) in lines[0] and "Not a directory" in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_guard_options(tmp_path):
     block = tmp_path / "block.txt"
     block.write_text("evil-pkg\nlitellm==1.82.7\n")

@@ -198,7 +198,14 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
     # one answer needs: /+health stalled 277 and 374 ms while a 750,000-name list was
     # scanned, 41 and 20 ms at 0.5 ms, the list no slower (benchmarks: --only list).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    site, store, client, budget = build_site(config, reactor)
+    try:
+        site, store, client, budget = build_site(config, reactor)
+    except OSError as e:
+        # The cache directory's layout could not be made (a file in the way, no permission):
+        # one line and exit 2, as for a bad option, before anything listens.
+        sys.stderr.write(f"pypiproxy: error: cannot use {e.filename or config.cache_dir}: {e.strerror or e}\n")
+        sys.stderr.flush()
+        raise SystemExit(2) from None
     top = ProxyService(config, store, client, budget)
     for description in config.listen:
         strports.service(description, site).setServiceParent(top)
