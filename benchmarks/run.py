@@ -42,8 +42,8 @@ from bench import Bench
 from common import log
 from report import report
 from sections import GROUPS, SECTIONS
-from targets import ALL_TARGETS, BASELINE, PEERS
-from venvs import REPO
+from targets import ALL_TARGETS, PEERS
+from venvs import BASELINE, REPO
 
 
 def default_data_dir() -> Path:
@@ -96,10 +96,10 @@ def parse_args(argv=None):
     a.rtts = [int(r) if r == int(r) else r for r in a.rtts]
     if not a.targets:
         a.targets = ["direct", "pypiproxy"] + (list(PEERS) if a.peers else [])
-    if a.baseline_tree and BASELINE not in a.targets:
-        a.targets.append(BASELINE)
     elif "direct" not in a.targets:
         a.targets = ["direct"] + a.targets
+    if a.baseline_tree and BASELINE not in a.targets:
+        a.targets.append(BASELINE)
     if Path(a.data_dir).resolve().is_relative_to(REPO):
         p.error("--data-dir must not be inside the repository")
     return a

@@ -373,11 +373,4 @@ def interleaved_speeds(b: Bench, urls: dict[str, str], size: int, rounds: int) -
 
 def best_speed(b: Bench, url: str, size: int, runs: int = 3) -> float:
     """The best MB/s of runs downloads of url, after one to warm the page cache."""
-    speeds = []
-    for i in range(runs + 1):
-        d = b.clients.download(url)
-        if d.get("status") != 200 or d.get("size") != size:
-            raise RuntimeError(f"download of {url}: {d}")
-        if i:
-            speeds.append(d["mbps"])
-    return max(speeds)
+    return max(interleaved_speeds(b, {"url": url}, size, runs)["url"])

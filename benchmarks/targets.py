@@ -15,12 +15,10 @@ from types import MappingProxyType
 from common import free_port, wait_http
 from nginx import Nginx
 from processes import Processes, reset_peak, tree_rss_mb
-from venvs import Venvs
+from venvs import BASELINE, Venvs
 
-ALL_TARGETS = ("direct", "pypiproxy", "pypiproxy-base", "devpi", "proxpi")
+ALL_TARGETS = ("direct", "pypiproxy", BASELINE, "devpi", "proxpi")
 PEERS = ("devpi", "proxpi")
-# pypiproxy built from --baseline-tree, measured beside it in the same run: a before/after.
-BASELINE = "pypiproxy-base"
 
 
 @dataclass(frozen=True)
@@ -129,6 +127,7 @@ class Direct(Target):
 
 class PyPIProxy(Target):
     name = "pypiproxy"
+    venv_name = "pypiproxy"  # built from --tree; PyPIProxyBase's from --baseline-tree
 
     def __init__(self, lab: Lab, upstream=None, name=None, sticky_port=False, venv=None, args=(), access_log=True):
         """args: more options of pypiproxy's; access_log: --access-log to a file of its own
@@ -143,7 +142,7 @@ class PyPIProxy(Target):
         self.access_log = access_log
 
     def prepare(self):
-        self.venv = self.venv or self.lab.venvs.pypiproxy(self.name if self.name == BASELINE else "pypiproxy")
+        self.venv = self.venv or self.lab.venvs.pypiproxy(self.venv_name)
 
     @property
     def upstream(self):
@@ -226,7 +225,7 @@ class Proxpi(Target):
 
 
 class PyPIProxyBase(PyPIProxy):
-    name = BASELINE
+    name = venv_name = BASELINE
 
 
 TARGET_CLASSES = MappingProxyType({"direct": Direct, "pypiproxy": PyPIProxy, BASELINE: PyPIProxyBase,

@@ -16,6 +16,8 @@ from processes import Processes
 
 # The repo this benchmark lives in (benchmarks/..): the pypiproxy measured.
 REPO = Path(__file__).resolve().parent.parent
+# pypiproxy built from --baseline-tree, measured beside it in the same run: a before/after.
+BASELINE = "pypiproxy-base"
 
 PEER_PACKAGES = {
     "devpi": ("devpi-server==6.20.3", "devpi-client==7.3.0"),
@@ -49,7 +51,7 @@ class Venvs:
                  baseline: Path | None = None):
         self.data, self.tmp, self.procs = data, tmp, procs
         self.tree = tree  # the pypiproxy source measured: this repo, or another checkout
-        self.baseline = baseline  # another tree measured beside it, as "pypiproxy-base"
+        self.baseline = baseline  # another tree measured beside it, as BASELINE
         self._built: dict[str, Path] = {}
         self.meta = meta  # gets what was measured: pypiproxy's source hash and git HEAD
 
@@ -66,11 +68,11 @@ class Venvs:
 
     def pypiproxy(self, name: str = "pypiproxy") -> Path:
         """A non-editable install of the tree (this repo unless told; the baseline tree for
-        "pypiproxy-base"), in a venv of that name. The tree is copied first so that the
+        BASELINE), in a venv of that name. The tree is copied first so that the
         build leaves nothing in it."""
         if name in self._built:
             return self._built[name]
-        tree = self.baseline if name == "pypiproxy-base" else self.tree
+        tree = self.baseline if name == BASELINE else self.tree
         venv = self.data / "venvs" / name
         src = self.tmp / f"{name}-src"
         shutil.copytree(tree, src, ignore=shutil.ignore_patterns(

@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, threads
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.web.resource import IResource
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -20,6 +20,9 @@ from support.cache import file_path
 from support.waiting import wait_until
 from support.clients import header, run_client
 
+from pypiproxy import simple
+from pypiproxy.cache import CachedPage, FileStore, PageCache
+from pypiproxy.stats import Stats
 from pypiproxy.web.negotiation import Negotiated, Negotiations
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -443,6 +446,25 @@ async def test_an_old_pip_reads_our_json_pages_with_core_metadata(proxy, fake_in
     ])  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert (target / "app").is_dir() and (target / "dep").is_dir()
+
+
+def test_a_page_forgotten_while_its_second_write_waits_is_not_left_on_disk(tmp_path):
+    held: list[defer.Deferred] = []
+
+    def to_thread(function, *args):  # each write waits until the test lets it run
+        gate: defer.Deferred = defer.Deferred()
+        held.append(gate)
+        return gate.addCallback(lambda _: function(*args))
+
+    pages = PageCache(tmp_path / "pages", None, (), 600, Clock(), Stats(), FileStore(tmp_path), to_thread)
+    page = CachedPage(page=simple.ProjectPage("demo"), source="u", fetched_at=1000.0)
+    pages._save("demo", page)
+    pages._save("demo", page)  # a revalidation while the first write waits
+    held[0].callback(None)
+    assert len(held) == 2  # the second write waits now
+    pages._forget("demo")  # the upstream dropped the project meanwhile
+    held[1].callback(None)
+    assert not (tmp_path / "pages" / "demo.json").exists()
 
 
 @pytest_twisted.ensureDeferred

@@ -37,7 +37,6 @@ HOLDBACK = 1
 RATE_WINDOW = 0.01
 
 
-
 class HashMismatch(UpstreamError):
     """The downloaded bytes are not the ones the index promised."""
 

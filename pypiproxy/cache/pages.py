@@ -346,9 +346,16 @@ class PageCache:
             if self._writing.get(name) is writing:
                 del self._writing[name]
 
+        # A Deferred of its own for each write, after the one before: the entry is dropped by
+        # the write that is the last one when it ends, not by an earlier one of the same chain.
         before = self._writing.get(name)
-        writing = (before.addCallback(write) if before is not None else write()).addErrback(failed)
-        writing.addCallback(written)
+        if before is None:
+            writing = write()
+        else:
+            writing = defer.Deferred()
+            before.chainDeferred(writing)
+            writing.addCallback(write)
+        writing.addErrback(failed).addCallback(written)
         self._writing[name] = writing
 
     def _remember(self, name: str, cached: CachedPage) -> None:

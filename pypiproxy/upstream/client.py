@@ -142,7 +142,6 @@ class _BodyReader(Protocol):
             self.transport.stopProducing()
 
 
-
 # Connections kept open to each upstream host. uv asks up to 50 things at once; with 10 kept,
 # a cold install of the benchmark's corpus opened a new connection for 128 of its 279
 # upstream requests.

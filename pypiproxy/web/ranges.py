@@ -22,15 +22,16 @@ def cold_range(
     ``size`` is the file's, where the index gave none and the upstream's answer did."""
     if not range_applies(request, f'"{key}"'):
         return None
-    header = request.getHeader(b"range").decode("latin-1")
+    raw = request.getHeader(b"range")
     size = entry.size if size is None else size
     if size is not None:
-        wanted = parse_range(header.encode("latin-1"), size)
+        wanted = parse_range(raw, size)
         if isinstance(wanted, tuple) and wanted[1] - wanted[0] <= PASSTHROUGH_LIMIT:
             return f"bytes={wanted[0]}-{wanted[1] - 1}", wanted[1]
         return None
     # The index gave no size (a plain PEP 503 page): closed and suffix ranges still have a
     # known length, and the upstream's Content-Range tells us the rest.
+    header = raw.decode("latin-1")
     match = _CLOSED_RANGE.match(header)
     if match is None:
         return None
